@@ -1,0 +1,664 @@
+"""Engine.IO over ASGI: the I/O half of the Engine.IO server.
+
+Everything that awaits lives here: reading request bodies, holding long-polling GETs, the WebSocket
+reader and writer, the per-session timer. Every protocol decision is the sans-I/O core's
+(:mod:`roomcast.engineio`). Above this layer sits an :class:`EngineHandler`: the Socket.IO server, or
+the application itself through :class:`EngineServer` when Engine.IO is used alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..engineio.server import (
+    EngineConfig,
+    EngineCore,
+    Handshake,
+    Poll,
+    Post,
+    Preflight,
+    Rejected,
+    Request,
+    Response,
+    Upgrade,
+    error_response,
+    ErrorCode,
+)
+from ..engineio.session import Reason, Session, State
+from ..exceptions import PayloadTooLarge, ProtocolError
+from .asgi import (
+    ASGIApp,
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_dict,
+    make_environ,
+    query_dict,
+    read_body,
+    relative_path,
+    send_response,
+)
+
+__all__ = ["Connection", "EngineHandler", "EngineIOApp", "EngineServer"]
+
+logger = logging.getLogger("roomcast")
+
+
+class EngineHandler(Protocol):
+    """What sits on top of Engine.IO: told of sessions opening, messages and closings (on the loop)."""
+
+    async def engine_connect(self, conn: Connection) -> bool: ...
+
+    def engine_message(self, conn: Connection, data: str | bytes) -> None: ...
+
+    def engine_disconnect(self, conn: Connection, reason: str) -> None: ...
+
+
+class Connection:
+    """One Engine.IO session seen from the I/O layer: its core session, its waiters, its timer.
+
+    ``send``/``close`` must be called on the event loop. ``state`` belongs to the layer above.
+    """
+
+    __slots__ = (
+        "app",
+        "session",
+        "sid",
+        "scope",
+        "environ",
+        "state",
+        "_waiter",
+        "_timer",
+        "_timer_at",
+        "_notified",
+        "_upgrade_ws_close",
+    )
+
+    def __init__(self, app: EngineIOApp, session: Session, scope: Scope) -> None:
+        self.app = app
+        self.session = session
+        self.sid = session.sid
+        self.scope = scope
+        self.environ = make_environ(scope)
+        self.state: Any = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._notified = False
+        self._upgrade_ws_close: asyncio.Event | None = None
+
+    @property
+    def transport(self) -> str:
+        return self.session.transport
+
+    @property
+    def closed(self) -> bool:
+        return self.session.state is State.CLOSED
+
+    def send(self, packet: str | bytes) -> None:
+        """Queue one encoded packet (``"4..."`` or binary ``bytes``) and wake the transport."""
+        if self.session.send(packet):
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        else:
+            self.after()
+
+    def send_many(self, packets: list[str | bytes]) -> None:
+        """Queue packets that must stay together (a Socket.IO packet and its attachments)."""
+        if self.session.send_many(packets):
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        else:
+            self.after()
+
+    def close(self, reason: str = Reason.FORCED_CLOSE, *, flush: bool = True) -> None:
+        """Close the session (after flushing what is queued, unless ``flush`` is false)."""
+        if flush:
+            self.session.close(reason)
+        else:
+            self.session.abort(reason)
+        self.wake()
+        self.after()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait until ``wake`` (one waiter at a time: the writer or the pending GET)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+
+    def after(self) -> None:
+        """Act on what the last core call changed: a closed session, a new deadline."""
+        session = self.session
+        if session.state is State.CLOSED:
+            if not self._notified:
+                self._notified = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self.wake()
+                if self._upgrade_ws_close is not None:
+                    self._upgrade_ws_close.set()
+                self.app.session_closed(self, session.close_reason or Reason.TRANSPORT_CLOSE)
+            return
+        deadline = session.next_deadline()
+        if deadline is not None and (self._timer is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.app.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        session = self.session
+        session.handle_timeout(self.app.loop.time())
+        if session.has_packets:
+            self.wake()
+        if session.upgrade_failed and self._upgrade_ws_close is not None:
+            self._upgrade_ws_close.set()
+        self.after()
+
+
+class EngineIOApp:
+    """The Engine.IO server as an ASGI application, serving ``handler`` at ``path``.
+
+    Requests outside ``path`` (relative to the ASGI ``root_path``) go to ``other_asgi_app``, or get a
+    404. Lifespan events go to ``other_asgi_app`` too, and shutdown closes every session.
+    """
+
+    def __init__(
+        self,
+        handler: EngineHandler,
+        config: EngineConfig,
+        *,
+        path: str = "engine.io",
+        other_asgi_app: ASGIApp | None = None,
+        on_startup: Callable[[], Any] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.config = config
+        self.core = EngineCore(config)
+        self.path = "/" + path.strip("/")
+        self.other_asgi_app = other_asgi_app
+        self.connections: dict[str, Connection] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_startup = on_startup
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _bind_loop(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            if self._on_startup is not None:
+                self._on_startup()
+
+    # -- ASGI entry ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        self._bind_loop()
+        path = relative_path(scope)
+        if path.rstrip("/") == self.path:
+            if kind == "http":
+                await self._serve_http(scope, receive, send)
+                return
+            if kind == "websocket":
+                await self._serve_websocket(scope, receive, send)
+                return
+        if self.other_asgi_app is not None:
+            await self.other_asgi_app(scope, receive, send)
+        elif kind == "http":
+            await send_response(send, 404, b"Not Found", [("content-type", "text/plain")])
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.other_asgi_app is not None:
+            app = self.other_asgi_app
+
+            async def wrapped_receive() -> Any:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self._bind_loop()
+                elif message["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                return message
+
+            await app(scope, wrapped_receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._bind_loop()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Close every session (clients are told to reconnect) and wait, within ``timeout``, for
+        their transports to flush."""
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.close(Reason.SERVER_SHUTTING_DOWN)
+        deadline = self.loop.time() + timeout
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _request(self, scope: Scope, websocket: bool) -> Request:
+        return Request(
+            method="GET" if websocket else scope.get("method", "GET"),
+            query=query_dict(scope),
+            headers=header_dict(scope),
+            websocket=websocket,
+            scheme=scope.get("scheme", "http"),
+        )
+
+    async def _open(self, transport: str, scope: Scope) -> Connection | None:
+        session = self.core.open_session(transport, self.loop.time())
+        conn = Connection(self, session, scope)
+        self.connections[session.sid] = conn
+        try:
+            accepted = await self.handler.engine_connect(conn)
+        except Exception:
+            logger.exception("engine connect handler failed")
+            accepted = False
+        if not accepted:
+            session.abort(Reason.FORCED_CLOSE)
+            conn._notified = True
+            self.connections.pop(session.sid, None)
+            self.core.forget(session)
+            return None
+        return conn
+
+    def session_closed(self, conn: Connection, reason: str) -> None:
+        self.connections.pop(conn.sid, None)
+        self.core.forget(conn.session)
+        try:
+            self.handler.engine_disconnect(conn, reason)
+        except Exception:
+            logger.exception("disconnect handling failed for session %s", conn.sid)
+
+    def _deliver(self, conn: Connection, messages: list[str | bytes]) -> None:
+        handler = self.handler
+        for message in messages:
+            if conn.session.state is State.CLOSED:
+                break
+            handler.engine_message(conn, message)
+
+    # -- long-polling ----------------------------------------------------------------------------
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = self._request(scope, websocket=False)
+        decision = self.core.check(request)
+        if isinstance(decision, Rejected):
+            await self._reject_http(send, request, decision)
+            return
+        if isinstance(decision, Preflight):
+            await self._respond(send, self.core.preflight(request))
+            return
+        if isinstance(decision, Handshake):
+            conn = await self._open("polling", scope)
+            if conn is None:
+                response = error_response(ErrorCode.FORBIDDEN, status=401, message="Unauthorized")
+                response.headers.extend(self.core.cors_headers(request))
+                await self._respond(send, response)
+                return
+            response = self.core.text_response(request, self.core.handshake_packet(conn.session))
+            cookie = self.core.cookie_header(conn.sid)
+            if cookie:
+                response.headers.append(cookie)
+            await self._respond(send, response)
+            conn.after()
+            return
+        conn = self.connections.get(decision.session.sid)  # type: ignore[union-attr]
+        if conn is None:
+            await self._respond(send, error_response(ErrorCode.UNKNOWN_SID))
+            return
+        if isinstance(decision, Poll):
+            await self._poll(conn, request, receive, send)
+        elif isinstance(decision, Post):
+            await self._post(conn, request, receive, send)
+
+    async def _reject_http(self, send: Send, request: Request, decision: Rejected) -> None:
+        if decision.log:
+            logger.info("%s", decision.log)
+        response = decision.response
+        response.headers.extend(self.core.cors_headers(request))
+        await self._respond(send, response)
+
+    async def _respond(self, send: Send, response: Response) -> None:
+        await send_response(send, response.status, response.body, response.headers)
+
+    async def _poll(self, conn: Connection, request: Request, receive: Receive, send: Send) -> None:
+        session = conn.session
+        try:
+            session.begin_poll()
+        except ProtocolError as exc:
+            logger.info("closing session %s: %s", conn.sid, exc)
+            conn.wake()
+            conn.after()
+            await self._respond(send, error_response(ErrorCode.BAD_REQUEST))
+            return
+        if not session.poll_ready():
+            gone = asyncio.ensure_future(_until_disconnect(receive))
+            try:
+                while not session.poll_ready():
+                    waiter = asyncio.ensure_future(conn.wait())
+                    done, _ = await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
+                    if gone in done:
+                        waiter.cancel()
+                        session.abandon_poll()
+                        conn.after()
+                        return
+            finally:
+                if not gone.done():
+                    gone.cancel()
+        payload = session.take_poll_payload()
+        conn.after()
+        await self._respond(send, self.core.text_response(request, payload))
+
+    async def _post(self, conn: Connection, request: Request, receive: Receive, send: Send) -> None:
+        session = conn.session
+        try:
+            session.begin_post()
+        except ProtocolError as exc:
+            logger.info("closing session %s: %s", conn.sid, exc)
+            conn.after()
+            await self._respond(send, error_response(ErrorCode.BAD_REQUEST))
+            return
+        try:
+            try:
+                body = await read_body(receive, self.config.max_http_buffer_size)
+            except BodyTooLarge:
+                logger.info("closing session %s: POST body over max_http_buffer_size", conn.sid)
+                session.abort(Reason.PAYLOAD_TOO_LARGE)
+                conn.after()
+                await self._respond(
+                    send, error_response(ErrorCode.BAD_REQUEST, status=413, message="Payload too large")
+                )
+                return
+            except ClientGone:
+                return
+            try:
+                messages = session.receive_payload(body, self.loop.time())
+            except ProtocolError as exc:
+                logger.info("closing session %s: %s", conn.sid, exc)
+                conn.after()
+                status = 413 if isinstance(exc, PayloadTooLarge) else 400
+                await self._respond(
+                    send, error_response(ErrorCode.BAD_REQUEST, status=status, message=str(exc))
+                )
+                return
+            self._deliver(conn, messages)
+        finally:
+            session.end_post()
+        conn.after()
+        await self._respond(send, self.core.text_response(request, "ok"))
+
+    # -- WebSocket -------------------------------------------------------------------------------
+
+    async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        request = self._request(scope, websocket=True)
+        decision = self.core.check(request)
+        if isinstance(decision, Rejected):
+            if decision.log:
+                logger.info("%s", decision.log)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if isinstance(decision, Handshake):
+            conn = await self._open("websocket", scope)
+            if conn is None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            accept: dict[str, Any] = {"type": "websocket.accept"}
+            cookie = self.core.cookie_header(conn.sid)
+            if cookie:
+                accept["headers"] = [(cookie[0].encode(), cookie[1].encode())]
+            await send(accept)
+            await send({"type": "websocket.send", "text": self.core.handshake_packet(conn.session)})
+            conn.after()
+            await self._run_websocket(conn, receive, send)
+            return
+        if isinstance(decision, Upgrade):
+            conn = self.connections.get(decision.session.sid)
+            if conn is None or conn._upgrade_ws_close is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send({"type": "websocket.accept"})
+            if await self._upgrade(conn, receive, send):
+                await self._run_websocket(conn, receive, send)
+
+    async def _upgrade(self, conn: Connection, receive: Receive, send: Send) -> bool:
+        """Run the probe/upgrade exchange on a new WebSocket; True once the session moved to it."""
+        session = conn.session
+        gave_up = conn._upgrade_ws_close = asyncio.Event()
+        try:
+            while True:
+                msg_task = asyncio.ensure_future(receive())
+                stop_task = asyncio.ensure_future(gave_up.wait())
+                done, _ = await asyncio.wait((msg_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
+                if msg_task not in done:
+                    msg_task.cancel()
+                    await send({"type": "websocket.close", "code": 1000})
+                    return False
+                stop_task.cancel()
+                message = msg_task.result()
+                if message["type"] == "websocket.disconnect":
+                    session.abandon_upgrade()
+                    return False
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                try:
+                    out = session.receive_upgrade(data, self.loop.time())
+                except ProtocolError as exc:
+                    logger.info("upgrade of session %s failed: %s", conn.sid, exc)
+                    await send({"type": "websocket.close", "code": 1002})
+                    return False
+                upgraded = session.transport == "websocket"
+                if not upgraded:
+                    conn.wake()  # release a waiting GET with its noop
+                    conn.after()
+                for packet in out:
+                    await self._ws_send(send, packet)
+                if upgraded:
+                    conn.wake()
+                    return True
+        finally:
+            conn._upgrade_ws_close = None
+
+    async def _ws_send(self, send: Send, packet: str | bytes) -> None:
+        if type(packet) is str:
+            await send({"type": "websocket.send", "text": packet})
+        else:
+            await send({"type": "websocket.send", "bytes": packet})
+
+    async def _run_websocket(self, conn: Connection, receive: Receive, send: Send) -> None:
+        writer = asyncio.ensure_future(self._ws_writer(conn, send))
+        try:
+            await self._ws_reader(conn, receive, send)
+        finally:
+            if not conn.closed:
+                conn.session.transport_closed(Reason.TRANSPORT_CLOSE)
+                conn.after()
+            conn.wake()
+            try:
+                await asyncio.wait_for(writer, timeout=5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                writer.cancel()
+            except Exception:  # the socket broke while flushing: nothing more to do
+                pass
+
+    async def _ws_reader(self, conn: Connection, receive: Receive, send: Send) -> None:
+        session = conn.session
+        limit = self.config.max_http_buffer_size
+        handler = self.handler
+        loop = self.loop
+        while True:
+            message = await receive()
+            mtype = message["type"]
+            if mtype == "websocket.receive":
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes")
+                    if data is None:
+                        continue
+                    size = len(data)
+                else:
+                    size = len(data)
+                    if size * 4 > limit:
+                        size = len(data.encode("utf-8", "surrogatepass"))
+                if size > limit:
+                    logger.info("closing session %s: message of %d bytes over the limit", conn.sid, size)
+                    session.abort(Reason.PAYLOAD_TOO_LARGE)
+                    conn.after()
+                    await self._ws_close(send, 1009)
+                    return
+                try:
+                    result = session.receive(data, loop.time())
+                except ProtocolError as exc:
+                    logger.info("closing session %s: %s", conn.sid, exc)
+                    conn.after()
+                    await self._ws_close(send, 1002)
+                    return
+                if result is not None:
+                    handler.engine_message(conn, result)
+                if session.state is State.CLOSED:
+                    conn.after()
+                    return
+                if session.has_packets:
+                    conn.wake()
+                conn.after()
+            elif mtype == "websocket.disconnect":
+                session.transport_closed(Reason.TRANSPORT_CLOSE)
+                conn.after()
+                return
+
+    async def _ws_writer(self, conn: Connection, send: Send) -> None:
+        session = conn.session
+        while True:
+            if session.has_packets or session.state is State.CLOSING:
+                for packet in session.take_packets():
+                    if type(packet) is str:
+                        await send({"type": "websocket.send", "text": packet})
+                    else:
+                        await send({"type": "websocket.send", "bytes": packet})
+                conn.after()
+                continue
+            if session.state is State.CLOSED:
+                break
+            await conn.wait()
+        await self._ws_close(send, 1000)
+
+    async def _ws_close(self, send: Send, code: int) -> None:
+        try:
+            await send({"type": "websocket.close", "code": code})
+        except Exception:  # already closed by the other side
+            pass
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Return when the HTTP client goes away (the request body, if any, is skipped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EngineServer:
+    """Engine.IO on its own: raw messages with transport fallback, no Socket.IO on top.
+
+    Handlers: ``connect(sid, environ)`` (return False to refuse), ``message(sid, data)``,
+    ``disconnect(sid, reason)``; plain or ``async def`` (plain ones run on the event loop here, so
+    keep them short). Mount :meth:`asgi_app` in any ASGI server.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.config = EngineConfig(**options)
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.app: EngineIOApp | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Register a handler for ``connect``, ``message`` or ``disconnect`` (also as a decorator)."""
+        if event not in ("connect", "message", "disconnect"):
+            raise ValueError(f"unknown Engine.IO event {event!r}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.handlers[event] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def asgi_app(self, path: str = "engine.io", other_asgi_app: ASGIApp | None = None) -> EngineIOApp:
+        self.app = EngineIOApp(self, self.config, path=path, other_asgi_app=other_asgi_app)
+        return self.app
+
+    def _conn(self, sid: str) -> Connection:
+        if self.app is None or sid not in self.app.connections:
+            raise KeyError(f"no session {sid!r}")
+        return self.app.connections[sid]
+
+    async def send(self, sid: str, data: str | bytes) -> None:
+        """Send one message (text or binary) to session ``sid``."""
+        self._conn(sid).send(data if isinstance(data, bytes) else "4" + data)
+
+    async def disconnect(self, sid: str) -> None:
+        self._conn(sid).close(Reason.FORCED_CLOSE)
+
+    def transport(self, sid: str) -> str:
+        return self._conn(sid).transport
+
+    def _run(self, event: str, *args: Any) -> Any:
+        fn = self.handlers.get(event)
+        if fn is None:
+            return None
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return result
+
+    async def engine_connect(self, conn: Connection) -> bool:
+        fn = self.handlers.get("connect")
+        if fn is None:
+            return True
+        result = fn(conn.sid, conn.environ)
+        if inspect.isawaitable(result):
+            result = await result
+        return result is not False
+
+    def engine_message(self, conn: Connection, data: str | bytes) -> None:
+        self._run("message", conn.sid, data)
+
+    def engine_disconnect(self, conn: Connection, reason: str) -> None:
+        self._run("disconnect", conn.sid, reason)

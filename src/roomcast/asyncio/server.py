@@ -1,0 +1,871 @@
+"""The Socket.IO server on asyncio: :class:`AsyncServer` and :class:`ASGIApp`.
+
+Its API is python-socketio's ``AsyncServer`` (so its users can switch), with these deliberate
+differences, documented in ``docs/server.md``:
+
+* one socket's handlers run one at a time, in arrival order (opt out with ``concurrent_handlers``);
+* plain ``def`` handlers run on a worker thread pool, so a blocking handler never stalls the loop,
+  other clients or heartbeats;
+* disconnect reasons are the strings Node's server uses (``AsyncServer.reason`` names them).
+
+Everything here runs on the event loop; :meth:`AsyncServer.submit` hands work to it from other threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import itertools
+import logging
+import re
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from ..engineio.server import EngineConfig
+from ..engineio.session import Reason as EngineReason
+from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
+from ..serializer import Serializer, default_serializer, from_module
+from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_event
+from ..socketio.rooms import Rooms
+from .asgi import ASGIApp as _ASGICallable
+from .asgi import Receive, Scope, Send
+from .engine import Connection, EngineIOApp
+
+__all__ = ["AsyncServer", "ASGIApp", "AsyncNamespace", "Reason"]
+
+logger = logging.getLogger("roomcast")
+
+NamespaceKey = Any  # str, re.Pattern or a callable(name, auth) -> bool
+
+
+class Reason:
+    """Why a socket disconnected: the strings Node's socket.io server uses."""
+
+    SERVER_DISCONNECT = "server namespace disconnect"
+    CLIENT_DISCONNECT = "client namespace disconnect"
+    SERVER_SHUTTING_DOWN = EngineReason.SERVER_SHUTTING_DOWN
+    PING_TIMEOUT = EngineReason.PING_TIMEOUT
+    TRANSPORT_CLOSE = EngineReason.TRANSPORT_CLOSE
+    TRANSPORT_ERROR = EngineReason.TRANSPORT_ERROR
+    PARSE_ERROR = EngineReason.PARSE_ERROR
+    PAYLOAD_TOO_LARGE = EngineReason.PAYLOAD_TOO_LARGE
+    SEND_BUFFER_FULL = EngineReason.SEND_BUFFER_FULL
+    FORCED_CLOSE = EngineReason.FORCED_CLOSE
+    FORCED_SERVER_CLOSE = "forced server close"
+
+
+_ENGINE_OPTIONS = {f for f in EngineConfig.__dataclass_fields__}
+_IGNORED_OPTIONS = {
+    "async_mode",
+    "engineio_logger",
+    "monitor_clients",
+    "transport_options",
+    "allow_eio3",
+    "client_manager",
+    "manage_session",
+}
+
+_RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting"})
+
+
+def _positional_arity(fn: Callable[..., Any]) -> int:
+    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 99
+    count = 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return 99
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _ack_args(result: Any) -> list[Any]:
+    """A handler's return value as ack arguments: None → none, a tuple → several, else one."""
+    if result is None:
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
+
+
+def _data_args(data: Any) -> tuple[Any, ...]:
+    """python-socketio's convention for ``emit(data=...)``: a tuple is several arguments."""
+    if data is None:
+        return ()
+    if isinstance(data, tuple):
+        return data
+    return (data,)
+
+
+class Socket:
+    """One client's connection to one namespace."""
+
+    __slots__ = (
+        "sid",
+        "namespace",
+        "key",
+        "conn",
+        "auth",
+        "session",
+        "connected",
+        "acks",
+        "_ack_ids",
+        "queue",
+        "running",
+    )
+
+    def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
+        self.sid = sid
+        self.namespace = namespace
+        self.key = key
+        self.conn = conn
+        self.auth = auth
+        self.session: dict[str, Any] = {}
+        self.connected = False
+        self.acks: dict[int, Callable[..., Any]] = {}
+        self._ack_ids = itertools.count()
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.running = False
+
+    def next_ack_id(self) -> int:
+        return next(self._ack_ids)
+
+
+class _ConnState:
+    __slots__ = ("decoder", "sockets", "connect_timer")
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.sockets: dict[str, Socket] = {}
+        self.connect_timer: asyncio.TimerHandle | None = None
+
+
+class AsyncServer:
+    """A Socket.IO server for asyncio (python-socketio's ``AsyncServer`` API).
+
+    Options (all keyword): the Engine.IO ones (``ping_interval``, ``ping_timeout``,
+    ``max_http_buffer_size``, ``cors_allowed_origins``, ``cors_credentials``, ``cookie``, ``transports``,
+    ``allow_upgrades``, ``http_compression``, ``compression_threshold``, ``max_send_buffer``,
+    ``max_connections``, ``upgrade_timeout``), and ``namespaces`` (None: the registered ones; ``'*'``:
+    any; or a list of names, compiled regexes and ``callable(name, auth)``), ``connect_timeout``
+    (45 s), ``max_attachments`` (10), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
+    ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``.
+    """
+
+    reason = Reason
+
+    def __init__(
+        self,
+        *,
+        namespaces: None | str | Iterable[NamespaceKey] = None,
+        connect_timeout: float = 45.0,
+        max_attachments: int = 10,
+        json: Any = None,
+        always_connect: bool = False,
+        concurrent_handlers: bool = False,
+        handler_threads: int = 64,
+        logger: bool | logging.Logger = False,
+        async_handlers: bool = True,
+        **options: Any,
+    ) -> None:
+        engine_options = {k: v for k, v in options.items() if k in _ENGINE_OPTIONS}
+        unknown = set(options) - _ENGINE_OPTIONS - _IGNORED_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        for key in ("transports",):
+            if key in engine_options and isinstance(engine_options[key], (list, str)):
+                value = engine_options[key]
+                engine_options[key] = (value,) if isinstance(value, str) else tuple(value)
+        if engine_options.get("cors_allowed_origins") is not None and isinstance(
+            engine_options["cors_allowed_origins"], list
+        ):
+            engine_options["cors_allowed_origins"] = tuple(engine_options["cors_allowed_origins"])
+        self.engine_config = EngineConfig(**engine_options)
+        self.serializer: Serializer = from_module(json) if json is not None else default_serializer
+        self.connect_timeout = connect_timeout
+        self.max_attachments = max_attachments
+        self.always_connect = always_connect
+        self.concurrent_handlers = concurrent_handlers
+        self.async_handlers = async_handlers
+        self.logger = logger if isinstance(logger, logging.Logger) else logging.getLogger("roomcast")
+        self.handlers: dict[NamespaceKey, dict[str, Callable[..., Any]]] = {}
+        self.namespace_handlers: dict[NamespaceKey, AsyncNamespace] = {}
+        self.allowed_namespaces = namespaces
+        self.rooms_table = Rooms()
+        self.sockets: dict[str, Socket] = {}
+        self.executor = ThreadPoolExecutor(max_workers=handler_threads, thread_name_prefix="roomcast-handler")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._arity: dict[Callable[..., Any], int] = {}
+        self.engine: EngineIOApp | None = None
+
+    # -- registration -----------------------------------------------------------------------------
+
+    def on(
+        self, event: str, handler: Callable[..., Any] | None = None, namespace: NamespaceKey = None
+    ) -> Any:
+        """Register ``handler`` for ``event`` in ``namespace`` (default '/'); usable as a decorator.
+
+        ``event`` may be ``'*'`` (catch-all: the handler gets the event name first) and ``namespace``
+        may be ``'*'`` (any namespace: the handler gets the namespace first), a compiled regex or a
+        ``callable(name, auth)`` for dynamic namespaces.
+        """
+        key = namespace or "/"
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.handlers.setdefault(key, {})[event] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler named after the function (``@sio.event``)."""
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return self.on(args[0].__name__)(args[0])
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return self.on(fn.__name__, **kwargs)(fn)
+
+        return register
+
+    def register_namespace(self, namespace_handler: AsyncNamespace) -> None:
+        """Register a class-based namespace (an :class:`AsyncNamespace` instance)."""
+        namespace_handler._set_server(self)
+        self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
+    # -- the loop and threads ---------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the server's event loop: now if called on it, soon from any other thread."""
+        if self.loop is None:
+            raise RuntimeError("the server is not running yet")
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _spawn(self, coro: Any) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.logger.error("background task failed: %r", exc, exc_info=exc)
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """Run ``target`` as an asyncio task (a coroutine function) or on a worker thread (a plain one)."""
+        if _is_async(target):
+            return self._spawn(target(*args, **kwargs))  # type: ignore[return-value]
+        loop = asyncio.get_running_loop()
+        return self._spawn(loop.run_in_executor(self.executor, lambda: target(*args, **kwargs)))  # type: ignore[return-value]
+
+    async def sleep(self, seconds: float = 0) -> None:
+        await asyncio.sleep(seconds)
+
+    # -- Engine.IO handler ------------------------------------------------------------------------
+
+    async def engine_connect(self, conn: Connection) -> bool:
+        conn.state = _ConnState(Decoder(serializer=self.serializer, max_attachments=self.max_attachments))
+        if self.connect_timeout:
+            conn.state.connect_timer = asyncio.get_running_loop().call_later(
+                self.connect_timeout, self._connect_timed_out, conn
+            )
+        return True
+
+    def _connect_timed_out(self, conn: Connection) -> None:
+        state: _ConnState = conn.state
+        state.connect_timer = None
+        if not any(s.connected for s in state.sockets.values()) and not conn.closed:
+            self.logger.info("closing session %s: no namespace joined within connect_timeout", conn.sid)
+            conn.close(Reason.FORCED_SERVER_CLOSE)
+
+    def engine_message(self, conn: Connection, data: str | bytes) -> None:
+        state: _ConnState = conn.state
+        try:
+            packet = state.decoder.receive(data)
+        except ProtocolError as exc:
+            self.logger.info("closing session %s: %s", conn.sid, exc)
+            conn.close(exc.close_reason, flush=False)
+            return
+        if packet is None:
+            return
+        ptype = packet.type
+        socket = state.sockets.get(packet.namespace)
+        if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+            if socket is None:
+                return
+            data_list = packet.data
+            name = data_list[0]
+            if name in _RESERVED_EVENTS:
+                self.logger.info("closing session %s: client emitted reserved event %r", conn.sid, name)
+                conn.close(Reason.PARSE_ERROR, flush=False)
+                return
+            self._enqueue(socket, ("event", name, data_list[1:], packet.id))
+        elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
+            if socket is not None:
+                callback = socket.acks.pop(packet.id, None)  # type: ignore[arg-type]
+                if callback is not None:
+                    callback(*packet.data)
+        elif ptype is PacketType.CONNECT:
+            if socket is not None:
+                return
+            self._connect(conn, packet.namespace, packet.data)
+        elif ptype is PacketType.DISCONNECT:
+            if socket is not None:
+                self._socket_gone(socket, Reason.CLIENT_DISCONNECT)
+        else:
+            self.logger.info("closing session %s: a client may not send %s", conn.sid, ptype.name)
+            conn.close(Reason.PARSE_ERROR, flush=False)
+
+    def engine_disconnect(self, conn: Connection, reason: str) -> None:
+        state: _ConnState | None = conn.state
+        if state is None:
+            return
+        if state.connect_timer is not None:
+            state.connect_timer.cancel()
+            state.connect_timer = None
+        for socket in list(state.sockets.values()):
+            self._socket_gone(socket, reason)
+
+    # -- namespace connection ---------------------------------------------------------------------
+
+    def _match_namespace(self, name: str, auth: Any) -> tuple[bool, NamespaceKey]:
+        """Whether ``name`` may be joined, and the key its handlers are registered under."""
+        if name in self.handlers or name in self.namespace_handlers:
+            return True, name
+        for key in itertools.chain(self.handlers, self.namespace_handlers):
+            if isinstance(key, re.Pattern) and key.fullmatch(name):
+                return True, key
+            if callable(key) and not isinstance(key, str):
+                try:
+                    if key(name, auth):
+                        return True, key
+                except Exception:
+                    self.logger.exception("namespace matcher failed for %r", name)
+        allowed = self.allowed_namespaces
+        if name == "/" or allowed == "*" or "*" in self.handlers or "*" in self.namespace_handlers:
+            return True, name if name in self.handlers else "*"
+        if allowed is not None and not isinstance(allowed, str):
+            for item in allowed:
+                if item == name or item == "*":
+                    return True, name
+                if isinstance(item, re.Pattern) and item.fullmatch(name):
+                    return True, item
+                if callable(item) and not isinstance(item, str) and item(name, auth):
+                    return True, item
+        return False, None
+
+    def _connect(self, conn: Connection, namespace: str, auth: Any) -> None:
+        ok, key = self._match_namespace(namespace, auth)
+        if not ok:
+            self._send_packets(
+                conn, Packet(type=PacketType.CONNECT_ERROR, namespace=namespace, data={"message": "Invalid namespace"})
+            )
+            return
+        sid = secrets.token_urlsafe(15)
+        socket = Socket(sid, namespace, key, conn, auth)
+        conn.state.sockets[namespace] = socket
+        self.sockets[sid] = socket
+        self._enqueue(socket, ("connect",))
+
+    def _connect_result(self, socket: Socket, result: Any) -> None:
+        """Finish a namespace connection once its ``connect`` handler has answered (on the loop)."""
+        conn = socket.conn
+        if conn.closed or socket.sid not in self.sockets:
+            return
+        if isinstance(result, BaseException):
+            error = (
+                result.error_args
+                if isinstance(result, ConnectionRefusedError)
+                else ConnectionRefusedError(*result.args).error_args
+            )
+        elif result is False and not self.always_connect:
+            error = {"message": "Connection rejected by server"}
+        else:
+            error = None
+        if error is not None:
+            self.sockets.pop(socket.sid, None)
+            conn.state.sockets.pop(socket.namespace, None)
+            socket.queue.clear()
+            self._send_packets(conn, Packet(type=PacketType.CONNECT_ERROR, namespace=socket.namespace, data=error))
+            return
+        socket.connected = True
+        state: _ConnState = conn.state
+        if state.connect_timer is not None:
+            state.connect_timer.cancel()
+            state.connect_timer = None
+        self.rooms_table.enter(socket.namespace, socket.sid, socket.sid)
+        self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data={"sid": socket.sid}))
+
+    def _socket_gone(self, socket: Socket, reason: str) -> None:
+        """A socket left its namespace: forget it, and queue its ``disconnect`` handler."""
+        if self.sockets.pop(socket.sid, None) is None:
+            return
+        state: _ConnState | None = socket.conn.state
+        if state is not None and state.sockets.get(socket.namespace) is socket:
+            del state.sockets[socket.namespace]
+        was_connected = socket.connected
+        socket.connected = False
+        self.rooms_table.leave_all(socket.namespace, socket.sid)
+        socket.acks.clear()
+        if was_connected:
+            self._enqueue(socket, ("disconnect", reason))
+        else:
+            socket.queue.clear()
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def _handler(self, socket: Socket, event: str) -> tuple[Callable[..., Any] | None, tuple[Any, ...]]:
+        """The handler for ``event`` on ``socket`` and the leading arguments it takes."""
+        ns_obj = self.namespace_handlers.get(socket.key)
+        if ns_obj is not None:
+            fn = getattr(ns_obj, "on_" + event, None)
+            if fn is not None:
+                return fn, ()
+        table = self.handlers.get(socket.key)
+        lead: tuple[Any, ...] = ()
+        if socket.key == "*" or (not isinstance(socket.key, str)):
+            lead = (socket.namespace,)
+        if table is not None:
+            fn = table.get(event)
+            if fn is not None:
+                return fn, lead
+            if event not in ("connect", "disconnect"):
+                fn = table.get("*")
+                if fn is not None:
+                    return fn, (event, *lead)
+        if socket.key != "*":
+            table = self.handlers.get("*")
+            if table is not None:
+                fn = table.get(event)
+                if fn is not None:
+                    return fn, (socket.namespace,)
+                if event not in ("connect", "disconnect"):
+                    fn = table.get("*")
+                    if fn is not None:
+                        return fn, (event, socket.namespace)
+        return None, ()
+
+    def _enqueue(self, socket: Socket, item: tuple[Any, ...]) -> None:
+        if self.concurrent_handlers and item[0] == "event":
+            self._spawn(self._run_item(socket, item))
+            return
+        socket.queue.append(item)
+        if not socket.running:
+            socket.running = True
+            self._spawn(self._drain(socket))
+
+    async def _drain(self, socket: Socket) -> None:
+        try:
+            while socket.queue:
+                await self._run_item(socket, socket.queue.popleft())
+        finally:
+            socket.running = False
+
+    def _call_args(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+        arity = self._arity.get(fn)
+        if arity is None:
+            arity = self._arity[fn] = _positional_arity(fn)
+        return args if len(args) <= arity else args[:arity]
+
+    async def _invoke(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if _is_async(fn):
+            return await fn(*args)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.executor, lambda: fn(*args))
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _run_item(self, socket: Socket, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "event":
+            _, name, args, ack_id = item
+            if not socket.connected:
+                return
+            fn, lead = self._handler(socket, name)
+            if fn is None:
+                if ack_id is not None:
+                    self._send_packets(
+                        socket.conn, Packet(type=PacketType.ACK, namespace=socket.namespace, data=[], id=ack_id)
+                    )
+                return
+            try:
+                result = await self._invoke(fn, (*lead, socket.sid, *args))
+            except Exception as exc:
+                self.logger.error(
+                    "handler for event %r (namespace %s) failed: %r", name, socket.namespace, exc, exc_info=exc
+                )
+                return
+            if ack_id is not None and socket.connected:
+                self._send_packets(
+                    socket.conn,
+                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(result), id=ack_id),
+                )
+        elif kind == "connect":
+            fn, lead = self._handler(socket, "connect")
+            result: Any = None
+            if fn is not None:
+                args = self._call_args(fn, (*lead, socket.sid, socket.conn.environ, socket.auth))
+                try:
+                    result = await self._invoke(fn, args)
+                except (ConnectionRefusedError, builtins.ConnectionRefusedError) as exc:
+                    result = exc
+                except Exception as exc:
+                    self.logger.error("connect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc)
+                    result = ConnectionRefusedError("Internal server error")
+            self._connect_result(socket, result)
+        elif kind == "disconnect":
+            fn, lead = self._handler(socket, "disconnect")
+            if fn is not None:
+                args = self._call_args(fn, (*lead, socket.sid, item[1]))
+                try:
+                    await self._invoke(fn, args)
+                except Exception as exc:
+                    self.logger.error(
+                        "disconnect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc
+                    )
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _send_packets(self, conn: Connection, packet: Packet) -> None:
+        items = encode(packet, self.serializer)
+        if len(items) == 1:
+            conn.send("4" + items[0])  # type: ignore[operator]
+        else:
+            conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+
+    def _recipients(
+        self,
+        namespace: str,
+        to: Any,
+        skip_sid: Any,
+        exclude_rooms: Any,
+    ) -> list[str]:
+        rooms = None if to is None else ([to] if isinstance(to, str) else list(to))
+        skip = () if skip_sid is None else ([skip_sid] if isinstance(skip_sid, str) else list(skip_sid))
+        exclude = () if exclude_rooms is None else (
+            [exclude_rooms] if isinstance(exclude_rooms, str) else list(exclude_rooms)
+        )
+        return self.rooms_table.select(namespace, rooms, except_rooms=exclude, skip_sids=skip)
+
+    def _emit(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        to: Any = None,
+        namespace: str | None = None,
+        skip_sid: Any = None,
+        exclude_rooms: Any = None,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        """Emit on the loop: encode once, write the same packets to every recipient."""
+        namespace = namespace or "/"
+        sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
+        if not sids:
+            return
+        sockets = self.sockets
+        if callback is None:
+            items = encode_event(namespace, event, args, None, self.serializer)
+            first = "4" + items[0]  # type: ignore[operator]
+            if len(items) == 1:
+                for sid in sids:
+                    socket = sockets.get(sid)
+                    if socket is not None:
+                        socket.conn.send(first)
+            else:
+                packets = [first, *items[1:]]
+                for sid in sids:
+                    socket = sockets.get(sid)
+                    if socket is not None:
+                        socket.conn.send_many(packets)
+            return
+        for sid in sids:
+            socket = sockets.get(sid)
+            if socket is None:
+                continue
+            ack_id = socket.next_ack_id()
+            socket.acks[ack_id] = self._wrap_callback(callback)
+            items = encode_event(namespace, event, args, ack_id, self.serializer)
+            socket.conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+
+    def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        if isinstance(callback, asyncio.Future):
+            future = callback
+
+            def resolve(*args: Any) -> None:
+                if not future.done():
+                    future.set_result(args)
+
+            return resolve
+
+        def run(*args: Any) -> None:
+            self._spawn(self._invoke(callback, self._call_args(callback, args)))
+
+        return run
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        exclude_rooms: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Emit ``event`` to one sid, a room, several rooms (``to``/``room``), or everyone.
+
+        ``data`` is one argument, or a tuple of several. ``skip_sid`` (a sid or a list) and
+        ``exclude_rooms`` leave recipients out. ``callback`` is called with each recipient's ack.
+        """
+        self._emit(event, _data_args(data), to if to is not None else room, namespace, skip_sid,
+                   exclude_rooms, callback)
+
+    async def send(
+        self,
+        data: Any,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Emit a ``message`` event (what the client's ``send()`` and ``on('message')`` use)."""
+        await self.emit("message", data, to=to, room=room, skip_sid=skip_sid, namespace=namespace,
+                        callback=callback)
+
+    async def call(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        sid: str | None = None,
+        namespace: str | None = None,
+        timeout: float = 60,
+        **kwargs: Any,
+    ) -> Any:
+        """Emit to one client and wait for its ack; raise :class:`roomcast.TimeoutError` after ``timeout``.
+
+        Returns the ack's argument (a tuple when there are several, None when there are none).
+        """
+        target = to or sid
+        socket = self.sockets.get(target) if target else None
+        if socket is None or not socket.connected:
+            raise builtins.ValueError(f"no connected client with sid {target!r}")
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        ack_id = socket.next_ack_id()
+        socket.acks[ack_id] = self._wrap_callback(future)  # type: ignore[arg-type]
+        items = encode_event(socket.namespace, event, _data_args(data), ack_id, self.serializer)
+        socket.conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+        try:
+            args = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            socket.acks.pop(ack_id, None)
+            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
+        if not args:
+            return None
+        return args[0] if len(args) == 1 else args
+
+    # -- rooms and sessions -----------------------------------------------------------------------
+
+    def _socket(self, sid: str, namespace: str | None = None) -> Socket:
+        socket = self.sockets.get(sid)
+        if socket is None:
+            raise KeyError(f"no client with sid {sid!r}")
+        return socket
+
+    def enter_room_nowait(self, sid: str, room: str, namespace: str | None = None) -> None:
+        socket = self.sockets.get(sid)
+        if socket is not None and socket.connected:
+            self.rooms_table.enter(socket.namespace, sid, room)
+
+    def leave_room_nowait(self, sid: str, room: str, namespace: str | None = None) -> None:
+        socket = self.sockets.get(sid)
+        self.rooms_table.leave(socket.namespace if socket else (namespace or "/"), sid, room)
+
+    def close_room_nowait(self, room: str, namespace: str | None = None) -> None:
+        self.rooms_table.close(namespace or "/", room)
+
+    async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Put ``sid`` in ``room``."""
+        self.enter_room_nowait(sid, room, namespace)
+
+    async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Take ``sid`` out of ``room``."""
+        self.leave_room_nowait(sid, room, namespace)
+
+    async def close_room(self, room: str, namespace: str | None = None) -> None:
+        """Take everyone out of ``room``."""
+        self.close_room_nowait(room, namespace)
+
+    def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
+        """The rooms ``sid`` is in (its own sid room included)."""
+        socket = self.sockets.get(sid)
+        return self.rooms_table.rooms_of(socket.namespace if socket else (namespace or "/"), sid)
+
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        """The per-socket session dict (the same object each time: changes stick)."""
+        return self._socket(sid).session
+
+    async def save_session(self, sid: str, session: dict[str, Any], namespace: str | None = None) -> None:
+        socket = self._socket(sid)
+        if session is not socket.session:
+            socket.session.clear()
+            socket.session.update(session)
+
+    @asynccontextmanager
+    async def session(self, sid: str, namespace: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """``async with sio.session(sid) as session:`` edits the socket's session."""
+        yield self._socket(sid).session
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        socket = self.sockets.get(sid)
+        return socket.conn.environ if socket is not None else None
+
+    def transport(self, sid: str, namespace: str | None = None) -> str:
+        """``"polling"`` or ``"websocket"``."""
+        return self._socket(sid).conn.transport
+
+    def disconnect_nowait(self, sid: str, namespace: str | None = None) -> None:
+        socket = self.sockets.get(sid)
+        if socket is None:
+            return
+        if socket.connected:
+            self._send_packets(socket.conn, Packet(type=PacketType.DISCONNECT, namespace=socket.namespace))
+        self._socket_gone(socket, Reason.SERVER_DISCONNECT)
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        """Disconnect ``sid`` from its namespace (its ``disconnect`` handler runs with
+        ``"server namespace disconnect"``)."""
+        self.disconnect_nowait(sid, namespace)
+
+    async def shutdown(self) -> None:
+        """Disconnect every client ("server shutting down") and stop."""
+        if self.engine is not None:
+            await self.engine.shutdown()
+
+    # -- ASGI -------------------------------------------------------------------------------------
+
+    def asgi_app(
+        self,
+        other_asgi_app: _ASGICallable | None = None,
+        socketio_path: str = "socket.io",
+        **kwargs: Any,
+    ) -> EngineIOApp:
+        """This server as an ASGI application (see :class:`ASGIApp`)."""
+        if self.engine is None:
+            self.engine = EngineIOApp(
+                self, self.engine_config, path=socketio_path, other_asgi_app=other_asgi_app, on_startup=self._bind
+            )
+        else:
+            self.engine.other_asgi_app = other_asgi_app
+            self.engine.path = "/" + socketio_path.strip("/")
+        return self.engine
+
+
+class ASGIApp:
+    """``ASGIApp(sio, other_asgi_app=None, socketio_path='socket.io')``: mount a server in ASGI.
+
+    Requests under ``socketio_path`` go to Socket.IO; every other request (and the lifespan) go to
+    ``other_asgi_app`` (a 404 without one). Honours the ASGI ``root_path``.
+    """
+
+    def __init__(
+        self,
+        socketio_server: AsyncServer,
+        other_asgi_app: _ASGICallable | None = None,
+        socketio_path: str = "socket.io",
+        **kwargs: Any,
+    ) -> None:
+        self.server = socketio_server
+        self.app = socketio_server.asgi_app(other_asgi_app, socketio_path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class AsyncNamespace:
+    """Class-based namespace: methods named ``on_<event>`` handle ``<event>``.
+
+    The helpers (:meth:`emit`, :meth:`send`, :meth:`enter_room`, ...) default to this namespace.
+    """
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace or "/"
+        self.server: AsyncServer | None = None
+
+    def _set_server(self, server: AsyncServer) -> None:
+        self.server = server
+
+    def _srv(self) -> AsyncServer:
+        if self.server is None:
+            raise RuntimeError("namespace is not registered with a server")
+        return self.server
+
+    async def emit(self, event: str, data: Any = None, to: Any = None, room: Any = None,
+                   skip_sid: Any = None, namespace: str | None = None, callback: Any = None,
+                   **kwargs: Any) -> None:
+        await self._srv().emit(event, data, to=to, room=room, skip_sid=skip_sid,
+                               namespace=namespace or self.namespace, callback=callback, **kwargs)
+
+    async def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None,
+                   namespace: str | None = None, callback: Any = None, **kwargs: Any) -> None:
+        await self._srv().send(data, to=to, room=room, skip_sid=skip_sid,
+                               namespace=namespace or self.namespace, callback=callback)
+
+    async def call(self, event: str, data: Any = None, to: Any = None, sid: Any = None,
+                   namespace: str | None = None, timeout: float = 60, **kwargs: Any) -> Any:
+        return await self._srv().call(event, data, to=to, sid=sid, namespace=namespace or self.namespace,
+                                      timeout=timeout)
+
+    async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        await self._srv().enter_room(sid, room, namespace or self.namespace)
+
+    async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        await self._srv().leave_room(sid, room, namespace or self.namespace)
+
+    async def close_room(self, room: str, namespace: str | None = None) -> None:
+        await self._srv().close_room(room, namespace or self.namespace)
+
+    def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
+        return self._srv().rooms(sid, namespace or self.namespace)
+
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        return await self._srv().get_session(sid, namespace or self.namespace)
+
+    async def save_session(self, sid: str, session: dict[str, Any], namespace: str | None = None) -> None:
+        await self._srv().save_session(sid, session, namespace or self.namespace)
+
+    def session(self, sid: str, namespace: str | None = None) -> Any:
+        return self._srv().session(sid, namespace or self.namespace)
+
+    async def disconnect(self, sid: str, namespace: str | None = None) -> None:
+        await self._srv().disconnect(sid, namespace or self.namespace)
