@@ -126,6 +126,7 @@ class Socket:
         "_ack_ids",
         "queue",
         "running",
+        "held",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -140,6 +141,18 @@ class Socket:
         self._ack_ids = itertools.count()
         self.queue: deque[tuple[Any, ...]] = deque()
         self.running = False
+        #: Packets emitted to the socket while its connect handler runs; sent after the CONNECT reply.
+        self.held: list[list[str | bytes]] | None = []
+
+    def deliver(self, packets: list[str | bytes]) -> None:
+        """Write encoded Engine.IO packets to this socket (held back until it is connected)."""
+        if self.connected:
+            if len(packets) == 1:
+                self.conn.send(packets[0])
+            else:
+                self.conn.send_many(packets)
+        elif self.held is not None:
+            self.held.append(packets)
 
     def next_ack_id(self) -> int:
         return next(self._ack_ids)
@@ -390,6 +403,9 @@ class AsyncServer:
         socket = Socket(sid, namespace, key, conn, auth)
         conn.state.sockets[namespace] = socket
         self.sockets[sid] = socket
+        # In its own room from the start, so that the connect handler can emit to it; those packets
+        # are held until the CONNECT reply has gone out.
+        self.rooms_table.enter(namespace, sid, sid)
         self._enqueue(socket, ("connect",))
 
     def _connect_result(self, socket: Socket, result: Any) -> None:
@@ -410,16 +426,20 @@ class AsyncServer:
         if error is not None:
             self.sockets.pop(socket.sid, None)
             conn.state.sockets.pop(socket.namespace, None)
+            self.rooms_table.leave_all(socket.namespace, socket.sid)
             socket.queue.clear()
+            socket.held = None
             self._send_packets(conn, Packet(type=PacketType.CONNECT_ERROR, namespace=socket.namespace, data=error))
             return
-        socket.connected = True
         state: _ConnState = conn.state
         if state.connect_timer is not None:
             state.connect_timer.cancel()
             state.connect_timer = None
-        self.rooms_table.enter(socket.namespace, socket.sid, socket.sid)
         self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data={"sid": socket.sid}))
+        socket.connected = True
+        held, socket.held = socket.held, None
+        for packets in held or ():
+            socket.deliver(packets)
 
     def _socket_gone(self, socket: Socket, reason: str) -> None:
         """A socket left its namespace: forget it, and queue its ``disconnect`` handler."""
@@ -430,6 +450,7 @@ class AsyncServer:
             del state.sockets[socket.namespace]
         was_connected = socket.connected
         socket.connected = False
+        socket.held = None
         self.rooms_table.leave_all(socket.namespace, socket.sid)
         socket.acks.clear()
         if was_connected:
@@ -591,18 +612,11 @@ class AsyncServer:
         sockets = self.sockets
         if callback is None:
             items = encode_event(namespace, event, args, None, self.serializer)
-            first = "4" + items[0]  # type: ignore[operator]
-            if len(items) == 1:
-                for sid in sids:
-                    socket = sockets.get(sid)
-                    if socket is not None:
-                        socket.conn.send(first)
-            else:
-                packets = [first, *items[1:]]
-                for sid in sids:
-                    socket = sockets.get(sid)
-                    if socket is not None:
-                        socket.conn.send_many(packets)
+            packets = ["4" + items[0], *items[1:]]  # type: ignore[operator]
+            for sid in sids:
+                socket = sockets.get(sid)
+                if socket is not None:
+                    socket.deliver(packets)
             return
         for sid in sids:
             socket = sockets.get(sid)
@@ -611,7 +625,7 @@ class AsyncServer:
             ack_id = socket.next_ack_id()
             socket.acks[ack_id] = self._wrap_callback(callback)
             items = encode_event(namespace, event, args, ack_id, self.serializer)
-            socket.conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+            socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(callback, asyncio.Future):
@@ -678,13 +692,13 @@ class AsyncServer:
         """
         target = to or sid
         socket = self.sockets.get(target) if target else None
-        if socket is None or not socket.connected:
+        if socket is None or socket.held is None and not socket.connected:
             raise builtins.ValueError(f"no connected client with sid {target!r}")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         ack_id = socket.next_ack_id()
         socket.acks[ack_id] = self._wrap_callback(future)  # type: ignore[arg-type]
         items = encode_event(socket.namespace, event, _data_args(data), ack_id, self.serializer)
-        socket.conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+        socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
         try:
             args = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
@@ -704,7 +718,7 @@ class AsyncServer:
 
     def enter_room_nowait(self, sid: str, room: str, namespace: str | None = None) -> None:
         socket = self.sockets.get(sid)
-        if socket is not None and socket.connected:
+        if socket is not None:
             self.rooms_table.enter(socket.namespace, sid, room)
 
     def leave_room_nowait(self, sid: str, room: str, namespace: str | None = None) -> None:
