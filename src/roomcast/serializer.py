@@ -18,7 +18,9 @@ when it is installed. All implementations keep the same contract, which the code
     :data:`MAX_DEPTH`. The depth limit protects the code that walks decoded data (placeholders, handlers)
     from recursion errors, and is the same whichever implementation parses.
 
-Known difference: orjson rejects escaped lone surrogates (``"\\ud800"``) where stdlib json accepts them.
+Known differences: orjson rejects escaped lone surrogates
+(``"\\ud800"``) where stdlib json accepts them; it reads integers beyond 64 bits as floats; it writes
+``1e-7`` where stdlib writes ``1e-07``; and it serializes some types stdlib refuses (dataclasses, dates).
 """
 
 from __future__ import annotations
@@ -192,6 +194,7 @@ class OrjsonSerializer:
 
     What orjson refuses but stdlib json accepts (dict keys that are not strings, integers beyond 64 bits,
     nesting deeper than 254 levels) is handed to :class:`StdlibSerializer`, so both produce the same text.
+    NaN is looked for only in lists, tuples and dicts (not inside dataclasses, which stdlib refuses).
     """
 
     __slots__ = ("_dumps", "_loads", "_fallback")
@@ -217,7 +220,7 @@ class OrjsonSerializer:
     def loads(self, text: str | bytes) -> Any:
         """Parse strict JSON (orjson's own errors are ``ValueError`` subclasses)."""
         obj = self._loads(text)
-        if _maybe_too_deep(text, obj):
+        if len(text) > MAX_DEPTH and _maybe_too_deep(text, obj):
             raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
         return obj
 
