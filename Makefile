@@ -1,0 +1,52 @@
+# Roomcast build and test entry points. `make test` works on a fresh clone:
+# it creates .venv, installs the package with its test extras and the npm test
+# peers, then runs pytest. Stamps make re-runs skip installs unless the inputs
+# (pyproject.toml, package.json, package-lock.json) changed.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+PYTEST_ARGS ?=
+
+# npm ci needs a lock file; without one, npm install resolves package.json.
+ifneq ($(wildcard package-lock.json),)
+NPM_INSTALL := npm ci
+else
+NPM_INSTALL := npm install
+endif
+
+.PHONY: test demo bench lint venv node clean-stamps
+
+test: $(VENV_STAMP) $(NODE_STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: $(VENV_STAMP) $(NODE_STAMP)
+	$(VPY) examples/demo.py
+
+bench: $(VENV_STAMP) $(NODE_STAMP)
+	$(VPY) -m bench
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/mypy
+
+venv: $(VENV_STAMP)
+
+node: $(NODE_STAMP)
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-run when the package's metadata (dependencies, extras) changes.
+$(VENV_STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	$(NPM_INSTALL) --no-audit --no-fund
+	touch $@
+
+# Forces the next `make test` to reinstall both environments.
+clean-stamps:
+	rm -f $(VENV_STAMP) $(NODE_STAMP)

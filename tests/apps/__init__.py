@@ -1,0 +1,1 @@
+"""ASGI apps the tests run under uvicorn (see tests/helpers/servers.py)."""
