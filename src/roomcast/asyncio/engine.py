@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -133,15 +135,27 @@ class Connection:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self) -> None:
-        """Wait until ``wake`` (one waiter at a time: the writer or the pending GET)."""
+    def arm(self) -> asyncio.Future[None]:
+        """The future the next ``wake`` resolves (one waiter at a time: the writer or the pending GET).
+
+        Arm it right after checking what you wait for, with no ``await`` in between, or a wake that
+        comes in that gap is lost; :meth:`disarm` it when done.
+        """
         waiter = asyncio.get_running_loop().create_future()
         self._waiter = waiter
+        return waiter
+
+    def disarm(self, waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None and self._waiter is waiter:
+            self._waiter = None
+
+    async def wait(self) -> None:
+        """Wait until ``wake``."""
+        waiter = self.arm()
         try:
             await waiter
         finally:
-            if self._waiter is waiter:
-                self._waiter = None
+            self.disarm(waiter)
 
     def after(self) -> None:
         """Act on what the last core call changed: a closed session, a new deadline."""
@@ -199,6 +213,8 @@ class EngineIOApp:
         self.connections: dict[str, Connection] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_startup = on_startup
+        #: Set once shutdown began: handshakes are refused.
+        self.closing = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -243,6 +259,7 @@ class EngineIOApp:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self._bind_loop()
+                    self._watch_signals()
                 elif message["type"] == "lifespan.shutdown":
                     await self.shutdown()
                 return message
@@ -253,21 +270,56 @@ class EngineIOApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._bind_loop()
+                self._watch_signals()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _watch_signals(self) -> None:
+        """Start closing sessions as soon as the process is told to stop (SIGINT/SIGTERM).
+
+        ASGI servers wait for in-flight requests before the lifespan shutdown, and a held long-poll
+        would keep them waiting until its next ping. So the server's own handler (uvicorn's,
+        gunicorn's) is chained: Roomcast first closes its sessions (clients are told, buffers are
+        flushed, disconnect handlers run), then the server's handler runs as before. Only a Python
+        handler already installed by the server is chained; default dispositions are left alone.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = self.loop
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if not callable(previous) or getattr(previous, "__roomcast__", False):
+                continue
+
+            def handler(num: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+                loop.call_soon_threadsafe(self.begin_shutdown)
+                previous(num, frame)
+
+            handler.__roomcast__ = True  # type: ignore[attr-defined]
+            signal.signal(signum, handler)
+
+    def begin_shutdown(self) -> None:
+        """Close every session: flushed where a transport can still carry it, at once otherwise.
+        New sessions are refused from now on (503)."""
+        self.closing = True
+        for conn in list(self.connections.values()):
+            session = conn.session
+            # a polling session with no GET waiting has no transport left to flush through
+            flushable = session.transport == "websocket" or session.polling_get
+            conn.close(Reason.SERVER_SHUTTING_DOWN, flush=flushable)
+
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every session (clients are told to reconnect) and wait, within ``timeout``, for
         their transports to flush."""
-        conns = list(self.connections.values())
-        for conn in conns:
-            conn.close(Reason.SERVER_SHUTTING_DOWN)
+        self.begin_shutdown()
         deadline = self.loop.time() + timeout
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
+        for conn in list(self.connections.values()):
+            conn.close(Reason.SERVER_SHUTTING_DOWN, flush=False)
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -281,6 +333,8 @@ class EngineIOApp:
         )
 
     async def _open(self, transport: str, scope: Scope) -> Connection | None:
+        if self.closing:
+            return None
         session = self.core.open_session(transport, self.loop.time())
         conn = Connection(self, session, scope)
         self.connections[session.sid] = conn
@@ -306,9 +360,17 @@ class EngineIOApp:
             logger.exception("disconnect handling failed for session %s", conn.sid)
 
     def _deliver(self, conn: Connection, messages: list[str | bytes]) -> None:
+        """Hand a POST's messages to the handler, in order.
+
+        A payload ending with the client's ``close`` packet has closed the session already, but the
+        messages before that packet were sent first and still count (Node delivers them too). Only a
+        session closed *while* delivering (the handler aborted it) drops the rest.
+        """
         handler = self.handler
+        session = conn.session
+        closed_by_payload = session.state is State.CLOSED
         for message in messages:
-            if conn.session.state is State.CLOSED:
+            if session.state is State.CLOSED and not closed_by_payload:
                 break
             handler.engine_message(conn, message)
 
@@ -327,8 +389,7 @@ class EngineIOApp:
             conn = await self._open("polling", scope)
             if conn is None:
                 response = error_response(ErrorCode.FORBIDDEN, status=401, message="Unauthorized")
-                response.headers.extend(self.core.cors_headers(request))
-                await self._respond(send, response)
+                await self._respond_error(send, request, response)
                 return
             response = self.core.text_response(request, self.core.handshake_packet(conn.session))
             cookie = self.core.cookie_header(conn.sid)
@@ -337,9 +398,9 @@ class EngineIOApp:
             await self._respond(send, response)
             conn.after()
             return
-        conn = self.connections.get(decision.session.sid)  # type: ignore[union-attr]
+        conn = self.connections.get(decision.session.sid)
         if conn is None:
-            await self._respond(send, error_response(ErrorCode.UNKNOWN_SID))
+            await self._respond_error(send, request, error_response(ErrorCode.UNKNOWN_SID))
             return
         if isinstance(decision, Poll):
             await self._poll(conn, request, receive, send)
@@ -349,7 +410,10 @@ class EngineIOApp:
     async def _reject_http(self, send: Send, request: Request, decision: Rejected) -> None:
         if decision.log:
             logger.info("%s", decision.log)
-        response = decision.response
+        await self._respond_error(send, request, decision.response)
+
+    async def _respond_error(self, send: Send, request: Request, response: Response) -> None:
+        """An error response, with the CORS headers a cross-origin page needs to read it."""
         response.headers.extend(self.core.cors_headers(request))
         await self._respond(send, response)
 
@@ -364,20 +428,23 @@ class EngineIOApp:
             logger.info("closing session %s: %s", conn.sid, exc)
             conn.wake()
             conn.after()
-            await self._respond(send, error_response(ErrorCode.BAD_REQUEST))
+            await self._respond_error(send, request, error_response(ErrorCode.BAD_REQUEST))
             return
         if not session.poll_ready():
             gone = asyncio.ensure_future(_until_disconnect(receive))
+            waiter: asyncio.Future[None] | None = None
             try:
                 while not session.poll_ready():
-                    waiter = asyncio.ensure_future(conn.wait())
+                    # Armed synchronously after the check (not in a task of its own, whose first step
+                    # would run later): a packet queued in between must wake this GET.
+                    waiter = conn.arm()
                     done, _ = await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
                     if gone in done:
-                        waiter.cancel()
                         session.abandon_poll()
                         conn.after()
                         return
             finally:
+                conn.disarm(waiter)
                 if not gone.done():
                     gone.cancel()
         payload = session.take_poll_payload()
@@ -391,7 +458,7 @@ class EngineIOApp:
         except ProtocolError as exc:
             logger.info("closing session %s: %s", conn.sid, exc)
             conn.after()
-            await self._respond(send, error_response(ErrorCode.BAD_REQUEST))
+            await self._respond_error(send, request, error_response(ErrorCode.BAD_REQUEST))
             return
         try:
             try:
@@ -400,8 +467,8 @@ class EngineIOApp:
                 logger.info("closing session %s: POST body over max_http_buffer_size", conn.sid)
                 session.abort(Reason.PAYLOAD_TOO_LARGE)
                 conn.after()
-                await self._respond(
-                    send, error_response(ErrorCode.BAD_REQUEST, status=413, message="Payload too large")
+                await self._respond_error(
+                    send, request, error_response(ErrorCode.BAD_REQUEST, status=413, message="Payload too large")
                 )
                 return
             except ClientGone:
@@ -412,8 +479,8 @@ class EngineIOApp:
                 logger.info("closing session %s: %s", conn.sid, exc)
                 conn.after()
                 status = 413 if isinstance(exc, PayloadTooLarge) else 400
-                await self._respond(
-                    send, error_response(ErrorCode.BAD_REQUEST, status=status, message=str(exc))
+                await self._respond_error(
+                    send, request, error_response(ErrorCode.BAD_REQUEST, status=status, message=str(exc))
                 )
                 return
             self._deliver(conn, messages)
@@ -638,15 +705,26 @@ class EngineServer:
         return self._conn(sid).transport
 
     def _run(self, event: str, *args: Any) -> Any:
+        """Call the ``event`` handler; a failing handler is logged, never allowed to break the
+        transport that delivered the event (or the session's other events)."""
         fn = self.handlers.get(event)
         if fn is None:
             return None
-        result = fn(*args)
+        try:
+            result = fn(*args)
+        except Exception:
+            logger.exception("the %s handler failed for session %s", event, args[0])
+            return None
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
         return result
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("an async handler failed", exc_info=task.exception())
 
     async def engine_connect(self, conn: Connection) -> bool:
         fn = self.handlers.get("connect")

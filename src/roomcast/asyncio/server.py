@@ -127,6 +127,7 @@ class Socket:
         "queue",
         "running",
         "held",
+        "idle_waiters",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -143,6 +144,19 @@ class Socket:
         self.running = False
         #: Packets emitted to the socket while its connect handler runs; sent after the CONNECT reply.
         self.held: list[list[str | bytes]] | None = []
+        #: Futures resolved when the queue of handlers runs dry (see :meth:`idle`).
+        self.idle_waiters: list[asyncio.Future[None]] = []
+
+    async def idle(self) -> None:
+        """Return once every handler queued for this socket so far has run (its disconnect handler too).
+
+        In-process test clients use it to know that an event they sent has been handled.
+        """
+        if not self.running:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.idle_waiters.append(waiter)
+        await waiter
 
     def deliver(self, packets: list[str | bytes]) -> None:
         """Write encoded Engine.IO packets to this socket (held back until it is connected)."""
@@ -249,10 +263,12 @@ class AsyncServer:
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function (``@sio.event``)."""
         if len(args) == 1 and not kwargs and callable(args[0]):
-            return self.on(args[0].__name__)(args[0])
+            fn: Callable[..., Any] = args[0]
+            return self.on(fn.__name__)(fn)
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.on(fn.__name__, **kwargs)(fn)
+            registered: Callable[..., Any] = self.on(fn.__name__, **kwargs)(fn)
+            return registered
 
         return register
 
@@ -278,7 +294,7 @@ class AsyncServer:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _spawn(self, coro: Any) -> asyncio.Future[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Future[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -380,12 +396,14 @@ class AsyncServer:
                 except Exception:
                     self.logger.exception("namespace matcher failed for %r", name)
         allowed = self.allowed_namespaces
-        if name == "/" or allowed == "*" or "*" in self.handlers or "*" in self.namespace_handlers:
-            return True, name if name in self.handlers else "*"
+        # Handlers registered for namespace '*' serve every *admitted* namespace; they admit none by
+        # themselves (as in python-socketio): '/' always exists, others need the namespaces option.
+        if name == "/" or allowed == "*":
+            return True, "*"
         if allowed is not None and not isinstance(allowed, str):
             for item in allowed:
                 if item == name or item == "*":
-                    return True, name
+                    return True, "*"
                 if isinstance(item, re.Pattern) and item.fullmatch(name):
                     return True, item
                 if callable(item) and not isinstance(item, str) and item(name, auth):
@@ -506,6 +524,10 @@ class AsyncServer:
                 await self._run_item(socket, socket.queue.popleft())
         finally:
             socket.running = False
+            waiters, socket.idle_waiters = socket.idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _call_args(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
         arity = self._arity.get(fn)
@@ -530,10 +552,7 @@ class AsyncServer:
                 return
             fn, lead = self._handler(socket, name)
             if fn is None:
-                if ack_id is not None:
-                    self._send_packets(
-                        socket.conn, Packet(type=PacketType.ACK, namespace=socket.namespace, data=[], id=ack_id)
-                    )
+                # Like Node's server: an event nobody handles is not acknowledged either.
                 return
             try:
                 result = await self._invoke(fn, (*lead, socket.sid, *args))
@@ -549,17 +568,17 @@ class AsyncServer:
                 )
         elif kind == "connect":
             fn, lead = self._handler(socket, "connect")
-            result: Any = None
+            outcome: Any = None
             if fn is not None:
                 args = self._call_args(fn, (*lead, socket.sid, socket.conn.environ, socket.auth))
                 try:
-                    result = await self._invoke(fn, args)
+                    outcome = await self._invoke(fn, args)
                 except (ConnectionRefusedError, builtins.ConnectionRefusedError) as exc:
-                    result = exc
+                    outcome = exc
                 except Exception as exc:
                     self.logger.error("connect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc)
-                    result = ConnectionRefusedError("Internal server error")
-            self._connect_result(socket, result)
+                    outcome = ConnectionRefusedError("Internal server error")
+            self._connect_result(socket, outcome)
         elif kind == "disconnect":
             fn, lead = self._handler(socket, "disconnect")
             if fn is not None:

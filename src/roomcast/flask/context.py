@@ -1,0 +1,195 @@
+"""The one module of the Flask facade that relies on how Flask and Werkzeug work inside.
+
+A Socket.IO handler runs the way a Flask view does: in an app context and a request context, here
+built from the environ of the connection's handshake (the polling GET or WebSocket upgrade that opened
+it). On top of Flask's request the handler finds ``request.sid``, ``request.namespace`` and
+``request.event``, as Flask-SocketIO's handlers do.
+
+The user session follows Flask-SocketIO's two modes:
+
+* ``manage_session=True`` (the default): the connection gets its own copy of the HTTP session, taken
+  when its first handler runs. Handlers read and write that copy; it lives as long as the connection
+  and never reaches the browser's cookie (a WebSocket can't set cookies).
+* ``manage_session=False``: every handler opens the session through the app's session interface,
+  and saves it afterwards if it changed. With a server-side session store, HTTP views and Socket.IO
+  handlers then share one session.
+
+Everything else in ``roomcast.flask`` goes through the functions below, so that a change in Flask's
+internals is fixed here.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import flask
+from flask.ctx import RequestContext
+from flask.sessions import SessionMixin
+from werkzeug.test import EnvironBuilder
+
+__all__ = [
+    "APP_KEY",
+    "ManagedSession",
+    "prepare_environ",
+    "socket_request",
+    "current_socket",
+    "in_socket_context",
+    "flask_json_serializer",
+    "flask_client_cookie_header",
+    "run_with_reloader",
+]
+
+#: Where the ASGI scope (and so the handshake environ) says which Flask app a connection belongs to.
+APP_KEY = "roomcast.flask_app"
+#: Where the environ keeps the connection's copy of the session (``manage_session=True``).
+_SESSION_KEY = "roomcast.flask_session"
+
+
+class ManagedSession(dict, SessionMixin):  # type: ignore[type-arg]
+    """A connection's own copy of the HTTP session: a dict with Flask's session attributes."""
+
+
+def prepare_environ(environ: dict[str, Any], app: flask.Flask) -> None:
+    """Complete a handshake environ into what WSGI code expects, once per connection.
+
+    The ASGI layer builds the CGI keys; Flask's request object also looks for the ``wsgi.*`` ones
+    (``request.stream``, for instance, reads ``wsgi.input``).
+    """
+    if environ.get("flask.app") is app:
+        return
+    environ.setdefault("wsgi.version", (1, 0))
+    environ.setdefault("wsgi.input", io.BytesIO(b""))
+    environ.setdefault("wsgi.errors", sys.stderr)
+    environ.setdefault("wsgi.multithread", True)
+    environ.setdefault("wsgi.multiprocess", False)
+    environ.setdefault("wsgi.run_once", False)
+    environ.setdefault("SERVER_NAME", "localhost")
+    environ.setdefault("SERVER_PORT", "80")
+    environ["flask.app"] = app
+
+
+def _managed_session(app: flask.Flask, environ: dict[str, Any]) -> ManagedSession:
+    """The connection's session copy, made from the HTTP session on first use."""
+    session = environ.get(_SESSION_KEY)
+    if session is None:
+        # Open the HTTP session the way a request does (in a pushed request context, since custom
+        # session interfaces may use ``flask.request``), and keep a copy of its content.
+        with app.request_context(environ):
+            session = ManagedSession(flask.session)
+        environ[_SESSION_KEY] = session
+    return session
+
+
+@contextmanager
+def socket_request(
+    app: flask.Flask,
+    environ: dict[str, Any],
+    *,
+    manage_session: bool,
+    sid: str,
+    namespace: str,
+    event: str | None,
+    args: tuple[Any, ...],
+) -> Iterator[None]:
+    """Run the body in ``app``'s app and request contexts for one Socket.IO handler call.
+
+    With ``manage_session`` false, a session the handler changed is saved through the app's session
+    interface when the body ends without an exception.
+    """
+    if manage_session:
+        # RequestContext takes the session to use instead of opening one (Flask's public signature).
+        ctx = RequestContext(app, environ, session=_managed_session(app, environ))
+    else:
+        ctx = app.request_context(environ)
+    with ctx:
+        request = flask.request
+        request.sid = sid  # type: ignore[attr-defined]
+        request.namespace = namespace  # type: ignore[attr-defined]
+        request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
+        yield
+        if not manage_session:
+            session = flask.session._get_current_object()  # type: ignore[attr-defined]
+            if getattr(session, "modified", True):
+                app.session_interface.save_session(app, session, app.response_class())
+
+
+def current_socket() -> tuple[str, str] | None:
+    """``(sid, namespace)`` when called from a Socket.IO handler (or its callbacks), else None."""
+    if not flask.has_request_context():
+        return None
+    sid = getattr(flask.request, "sid", None)
+    if sid is None:
+        return None
+    return sid, getattr(flask.request, "namespace", "/")
+
+
+def in_socket_context(what: str) -> tuple[str, str]:
+    """``(sid, namespace)`` of the handler running now; a clear error outside of one."""
+    current = current_socket()
+    if current is None:
+        raise RuntimeError(
+            f"{what}() works inside a Socket.IO event handler only; elsewhere (views, background "
+            f"threads) use the methods of the SocketIO object, e.g. socketio.{what}(...)"
+        )
+    return current
+
+
+def current_extension() -> Any:
+    """The SocketIO extension of the current Flask app."""
+    try:
+        return flask.current_app.extensions["socketio"]
+    except (RuntimeError, KeyError):
+        raise RuntimeError("no SocketIO extension: create SocketIO(app) or call socketio.init_app(app)") from None
+
+
+class _FlaskJSON:
+    """``flask.json`` with an app context around each call, so that its output does not depend on
+    whether the caller (often the event loop) happens to have one."""
+
+    def __init__(self, app: flask.Flask | None) -> None:
+        self.app = app
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if self.app is None or flask.has_app_context():
+            return flask.json.dumps(obj, **kwargs)
+        with self.app.app_context():
+            return flask.json.dumps(obj, **kwargs)
+
+    def loads(self, text: str | bytes, **kwargs: Any) -> Any:
+        if self.app is None or flask.has_app_context():
+            return flask.json.loads(text, **kwargs)
+        with self.app.app_context():
+            return flask.json.loads(text, **kwargs)
+
+
+def flask_json_serializer(app: flask.Flask | None) -> _FlaskJSON:
+    """What to hand the server when the application passes ``json=flask.json``."""
+    return _FlaskJSON(app)
+
+
+def flask_client_cookie_header(client: Any, path: str, host: str = "localhost") -> str | None:
+    """The ``Cookie`` header that Flask test client ``client`` would send to ``path``.
+
+    Werkzeug keeps the cookie jar private; both of its historical shapes are handled.
+    """
+    environ = EnvironBuilder(path=path, base_url=f"http://{host}").get_environ()
+    add = getattr(client, "_add_cookies_to_wsgi", None)
+    if add is not None:  # Werkzeug >= 2.3
+        add(environ)
+    else:
+        jar = getattr(client, "cookie_jar", None)
+        if jar is not None:
+            jar.inject_wsgi(environ)
+    return environ.get("HTTP_COOKIE")
+
+
+def run_with_reloader(main: Any, **options: Any) -> None:
+    """Run ``main`` under Werkzeug's reloader (the one ``flask run`` uses): a child process runs it
+    and is restarted when a source file changes. Werkzeug keeps it in a private module."""
+    from werkzeug._reloader import run_with_reloader as werkzeug_reloader
+
+    werkzeug_reloader(main, **options)
