@@ -169,8 +169,11 @@ class EngineCore:
         if request.websocket:
             if transport != "websocket" or "websocket" not in self.config.transports:
                 return Rejected(response=error_response(ErrorCode.UNKNOWN_TRANSPORT))
-        elif transport not in self.config.transports or transport != "polling":
+        elif transport not in self.config.transports:
             return Rejected(response=error_response(ErrorCode.UNKNOWN_TRANSPORT))
+        elif transport != "polling":
+            # A known transport on the wrong kind of request (websocket without the upgrade).
+            return Rejected(response=error_response(ErrorCode.BAD_REQUEST))
         origin = request.headers.get("origin")
         if origin is not None and not self.origin_allowed(origin, request):
             return Rejected(
@@ -240,10 +243,14 @@ class EngineCore:
     # -- response details -----------------------------------------------------------------------
 
     def cors_headers(self, request: Request) -> list[tuple[str, str]]:
+        """The CORS headers for an allowed origin; none for a refused one (its 400 must not grant it
+        access) nor when the policy is ``[]``."""
         origin = request.headers.get("origin")
         policy = self.config.cors_allowed_origins
         if origin is None or (policy is not None and not isinstance(policy, str) and not callable(policy)
                               and not policy):
+            return []
+        if not self.origin_allowed(origin, request):
             return []
         headers = [("access-control-allow-origin", origin), ("vary", "Origin")]
         if self.config.cors_credentials:

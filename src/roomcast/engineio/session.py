@@ -16,7 +16,8 @@ to a WebSocket (the *upgrade*), and ends once, with one reason. Its states:
     packet moves the session to the WebSocket (back to ``OPEN``), or ``upgrade_timeout`` gives up on the
     upgrade (back to ``OPEN`` on polling).
 ``CLOSING``
-    The server decided to close; what is buffered is still flushed, then the session is ``CLOSED``.
+    The server decided to close; what is buffered is still flushed, then the session is ``CLOSED``
+    (on polling, at the latest at the next heartbeat deadline, should the client stop polling).
 ``CLOSED``
     Over; ``close_reason`` says why. Nothing is sent or received any more.
 
@@ -140,8 +141,9 @@ class Session:
             {
                 "sid": self.sid,
                 "upgrades": upgrades,
-                "pingInterval": int(cfg.ping_interval * 1000),
-                "pingTimeout": int(cfg.ping_timeout * 1000),
+                # round(), not int(): 1.005 * 1000 is 1004.999... in binary floating point.
+                "pingInterval": round(cfg.ping_interval * 1000),
+                "pingTimeout": round(cfg.ping_timeout * 1000),
                 "maxPayload": cfg.max_payload,
             },
             separators=(",", ":"),
@@ -226,11 +228,14 @@ class Session:
         return payload
 
     def abandon_poll(self) -> None:
-        """The waiting GET's client went away before it was answered: the transport is lost."""
+        """The waiting GET's client went away before it was answered: the transport is lost.
+
+        Node's server calls this "poll connection closed prematurely", a ``"transport error"``.
+        """
         if self.polling_get:
             self.polling_get = False
             if self.transport == "polling" and self.state is not State.UPGRADING:
-                self.transport_closed(Reason.TRANSPORT_CLOSE)
+                self.transport_closed(Reason.TRANSPORT_ERROR)
 
     def begin_post(self) -> None:
         """A POST arrived. A second concurrent POST breaks the protocol and closes the session."""
@@ -307,6 +312,8 @@ class Session:
         if packet == "2probe" and self.state is State.OPEN and self.transport == "polling":
             self.state = State.UPGRADING
             self._upgrade_deadline = now + self.config.upgrade_timeout
+            # A flag left by an earlier, failed attempt must not condemn this probe.
+            self.upgrade_failed = False
             return ["3probe"]
         if packet == "5" and self.state is State.UPGRADING:
             self.state = State.OPEN
@@ -354,9 +361,14 @@ class Session:
             self._fail_upgrade()
         if self._pong_deadline is not None:
             if now >= self._pong_deadline:
-                self.transport_closed(Reason.PING_TIMEOUT)
+                self.transport_closed(Reason.PING_TIMEOUT)  # CLOSING keeps its own reason
             return
-        if self._next_ping is not None and now >= self._next_ping and self.state is not State.CLOSING:
+        if self._next_ping is not None and now >= self._next_ping:
+            if self.state is State.CLOSING:
+                # The close packet is still undelivered (a polling client that stopped polling): stop
+                # waiting for it, as Node's polling transport does after its close timeout.
+                self._finish(self.close_reason or Reason.FORCED_CLOSE)
+                return
             self._next_ping = None
             self._pong_deadline = now + self.config.ping_timeout
             self.send(_PING)
@@ -364,14 +376,16 @@ class Session:
     # -- closing --------------------------------------------------------------------------------
 
     def close(self, reason: str = Reason.FORCED_CLOSE) -> None:
-        """Close from the server side, flushing what is buffered first (``CLOSING``)."""
+        """Close from the server side, flushing what is buffered first (``CLOSING``).
+
+        No more pings are sent, but the heartbeat deadline stays: a polling client that never comes
+        back for the ``close`` packet ends the session at the next ping time (or its pong deadline).
+        """
         if self.state in (State.CLOSING, State.CLOSED):
             return
         self.close_reason = reason
         self.state = State.CLOSING
         self._upgrade_deadline = None
-        self._pong_deadline = None
-        self._next_ping = None
 
     def abort(self, reason: str) -> None:
         """Close at once, dropping what is buffered (a broken or hostile peer)."""
