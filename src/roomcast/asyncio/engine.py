@@ -79,6 +79,7 @@ class Connection:
         "_timer",
         "_timer_at",
         "_notified",
+        "flushing",
         "_upgrade_ws_close",
     )
 
@@ -93,6 +94,8 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._notified = False
+        #: A coroutine is writing this session's packets to its WebSocket.
+        self.flushing = False
         self._upgrade_ws_close: asyncio.Event | None = None
 
     @property
@@ -620,27 +623,46 @@ class EngineIOApp:
                     return
                 if result is not None:
                     handler.engine_message(conn, result)
-                if session.state is State.CLOSED:
+                    if session.state is State.CLOSED:
+                        conn.after()
+                        return
+                else:
+                    # a control packet (pong, close...) may move the deadlines or end the session
                     conn.after()
-                    return
-                if session.has_packets:
-                    conn.wake()
-                conn.after()
+                    if session.state is State.CLOSED:
+                        return
+                if session.has_packets and not conn.flushing:
+                    # Answer right here rather than waking the writer task: one task switch less
+                    # per round trip, and a client that does not read slows its own reading.
+                    await self._flush(conn, send)
             elif mtype == "websocket.disconnect":
                 session.transport_closed(Reason.TRANSPORT_CLOSE)
                 conn.after()
                 return
 
-    async def _ws_writer(self, conn: Connection, send: Send) -> None:
+    async def _flush(self, conn: Connection, send: Send) -> None:
+        """Write what the session has queued, in order. One flusher at a time (the reader or the
+        writer task), so that frames never interleave out of order."""
         session = conn.session
-        while True:
-            if session.has_packets or session.state is State.CLOSING:
+        conn.flushing = True
+        try:
+            while session.has_packets or session.state is State.CLOSING:
                 for packet in session.take_packets():
                     if type(packet) is str:
                         await send({"type": "websocket.send", "text": packet})
                     else:
                         await send({"type": "websocket.send", "bytes": packet})
-                conn.after()
+                if session.state is State.CLOSED:
+                    conn.after()
+                    break
+        finally:
+            conn.flushing = False
+
+    async def _ws_writer(self, conn: Connection, send: Send) -> None:
+        session = conn.session
+        while True:
+            if (session.has_packets or session.state is State.CLOSING) and not conn.flushing:
+                await self._flush(conn, send)
                 continue
             if session.state is State.CLOSED:
                 break

@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from ..engineio.session import Reason as EngineReason
 from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
 from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_event
+from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
 from ..socketio.rooms import Rooms
 from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
@@ -111,6 +113,43 @@ def _data_args(data: Any) -> tuple[Any, ...]:
     return (data,)
 
 
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+async def _resume(coro: Any, yielded: Any) -> Any:
+    """Finish a coroutine that was started by hand (``coro.send(None)``) and suspended on ``yielded``.
+
+    This is what a Task does for its coroutine: wait for the future it yielded, then step it again;
+    the coroutine reads the future's result (or exception) itself when it resumes.
+    """
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            elif asyncio.isfuture(yielded):
+                yielded._asyncio_future_blocking = False
+                await asyncio.wait((yielded,))
+            else:
+                raise RuntimeError(f"coroutine yielded {yielded!r}, which asyncio cannot wait for")
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+
 class Socket:
     """One client's connection to one namespace."""
 
@@ -128,6 +167,8 @@ class Socket:
         "running",
         "held",
         "idle_waiters",
+        "pid",
+        "recovered",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -146,6 +187,10 @@ class Socket:
         self.held: list[list[str | bytes]] | None = []
         #: Futures resolved when the queue of handlers runs dry (see :meth:`idle`).
         self.idle_waiters: list[asyncio.Future[None]] = []
+        #: Connection state recovery: the private session id (None when recovery is off), and whether
+        #: this socket took over a saved session (same sid, rooms and data).
+        self.pid: str | None = None
+        self.recovered = False
 
     async def idle(self) -> None:
         """Return once every handler queued for this socket so far has run (its disconnect handler too).
@@ -190,7 +235,8 @@ class AsyncServer:
     ``max_connections``, ``upgrade_timeout``), and ``namespaces`` (None: the registered ones; ``'*'``:
     any; or a list of names, compiled regexes and ``callable(name, auth)``), ``connect_timeout``
     (45 s), ``max_attachments`` (10), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
-    ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``.
+    ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``, ``connection_state_recovery``
+    (None; True or ``{"max_disconnection_duration": 120, "skip_middlewares": True}``, see docs/recovery.md).
     """
 
     reason = Reason
@@ -207,6 +253,7 @@ class AsyncServer:
         handler_threads: int = 64,
         logger: bool | logging.Logger = False,
         async_handlers: bool = True,
+        connection_state_recovery: bool | dict[str, Any] | RecoveryConfig | None = None,
         **options: Any,
     ) -> None:
         engine_options = {k: v for k, v in options.items() if k in _ENGINE_OPTIONS}
@@ -222,6 +269,14 @@ class AsyncServer:
         ):
             engine_options["cors_allowed_origins"] = tuple(engine_options["cors_allowed_origins"])
         self.engine_config = EngineConfig(**engine_options)
+        recovery = RecoveryConfig.from_option(connection_state_recovery)
+        #: Connection state recovery (docs/recovery.md); None when off, and then every hook is one check.
+        self._recovery: Recovery | None = (
+            None
+            if recovery is None
+            # packets written to a dead connection before it is noticed are missed too: keep them longer
+            else Recovery(recovery, grace=self.engine_config.ping_interval + self.engine_config.ping_timeout)
+        )
         self.serializer: Serializer = from_module(json) if json is not None else default_serializer
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
@@ -238,6 +293,9 @@ class AsyncServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: Work handed to the loop by worker threads (see :meth:`_post`).
+        self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._inbox_scheduled = False
         self._arity: dict[Callable[..., Any], int] = {}
         self.engine: EngineIOApp | None = None
 
@@ -291,7 +349,7 @@ class AsyncServer:
         if threading.get_ident() == self._loop_thread:
             fn(*args)
         else:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self._post(fn, *args)
 
     def _spawn(self, coro: Any) -> asyncio.Future[Any]:
         task: asyncio.Future[Any] = asyncio.ensure_future(coro)
@@ -417,6 +475,8 @@ class AsyncServer:
                 conn, Packet(type=PacketType.CONNECT_ERROR, namespace=namespace, data={"message": "Invalid namespace"})
             )
             return
+        if self._recovery is not None and self._recover(conn, namespace, key, auth):
+            return
         sid = secrets.token_urlsafe(15)
         socket = Socket(sid, namespace, key, conn, auth)
         conn.state.sockets[namespace] = socket
@@ -453,7 +513,13 @@ class AsyncServer:
         if state.connect_timer is not None:
             state.connect_timer.cancel()
             state.connect_timer = None
-        self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data={"sid": socket.sid}))
+        reply: dict[str, Any] = {"sid": socket.sid}
+        if self._recovery is not None:
+            # Node's reply with recovery on: the pid the client presents when it comes back.
+            if socket.pid is None:
+                socket.pid = self._recovery.new_pid()
+            reply["pid"] = socket.pid
+        self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data=reply))
         socket.connected = True
         held, socket.held = socket.held, None
         for packets in held or ():
@@ -469,12 +535,103 @@ class AsyncServer:
         was_connected = socket.connected
         socket.connected = False
         socket.held = None
+        if was_connected and self._recovery is not None and reason in RECOVERABLE_REASONS:
+            self._save_session(socket)
         self.rooms_table.leave_all(socket.namespace, socket.sid)
         socket.acks.clear()
         if was_connected:
             self._enqueue(socket, ("disconnect", reason))
         else:
             socket.queue.clear()
+
+    # -- connection state recovery (docs/recovery.md; the state lives in socketio/recovery.py) ---------
+
+    def _save_session(self, socket: Socket) -> None:
+        """Keep a socket that lost its connection for a while: sid, rooms and session data."""
+        assert self._recovery is not None and socket.pid is not None
+        self._recovery.save(
+            sid=socket.sid,
+            pid=socket.pid,
+            namespace=socket.namespace,
+            rooms=self.rooms_table.rooms_of(socket.namespace, socket.sid),
+            data=socket.session,
+            now=time.monotonic(),
+        )
+
+    def _recover(self, conn: Connection, namespace: str, key: NamespaceKey, auth: Any) -> bool:
+        """Take over a saved session if the CONNECT auth names one (``{"pid": ..., "offset": ...}``).
+
+        On success the socket gets its sid, rooms and data back, and the packets it missed go out
+        right after the CONNECT reply, before anything emitted later (they start its held list).
+        With ``skip_middlewares`` the connection completes at once and the ``connect`` handler runs
+        afterwards, as Node runs its "connection" listeners; without it the handler runs first and
+        may refuse, as for any connection.
+        """
+        recovery = self._recovery
+        if recovery is None or not isinstance(auth, dict):
+            return False
+        restored = recovery.restore(auth.get("pid"), auth.get("offset"), namespace=namespace, now=time.monotonic())
+        if restored is None:
+            return False
+        saved = restored.session
+        if saved.sid in self.sockets:
+            return False
+        socket = Socket(saved.sid, namespace, key, conn, auth)
+        socket.pid = saved.pid
+        socket.recovered = True
+        socket.session = saved.data
+        socket.held = list(restored.missed)
+        conn.state.sockets[namespace] = socket
+        self.sockets[saved.sid] = socket
+        self.rooms_table.enter(namespace, saved.sid, saved.sid)
+        for room in saved.rooms:
+            self.rooms_table.enter(namespace, saved.sid, room)
+        self.logger.debug("session %s recovered sid %s with %d missed packets", conn.sid, saved.sid, len(restored.missed))
+        if recovery.config.skip_middlewares:
+            self._connect_result(socket, None)
+            self._enqueue(socket, ("recovered",))
+        else:
+            self._enqueue(socket, ("connect",))
+        return True
+
+    def _emit_recorded(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        namespace: str,
+        to: Any,
+        skip_sid: Any,
+        exclude_rooms: Any,
+    ) -> None:
+        """:meth:`_emit` with recovery on and no callback: stamp the event with its offset (its last
+        argument, as Node does), log the encoded packet, then deliver it like any broadcast.
+
+        Logged even without a recipient: a socket that is away is in no room, yet must get it back.
+        """
+        recovery = self._recovery
+        assert recovery is not None
+        items = encode_event(namespace, event, (*args, recovery.next_offset()), None, self.serializer)
+        packets = ["4" + items[0], *items[1:]]  # type: ignore[operator]
+        rooms = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
+        excluded: tuple[str, ...] = ()
+        if skip_sid is not None:
+            # every socket is in the room named after its sid, so skipping a sid excludes that room
+            excluded = (skip_sid,) if isinstance(skip_sid, str) else tuple(skip_sid)
+        if exclude_rooms is not None:
+            excluded += (exclude_rooms,) if isinstance(exclude_rooms, str) else tuple(exclude_rooms)
+        recovery.record(packets, namespace=namespace, rooms=rooms, excluded=excluded, now=time.monotonic())
+        sockets = self.sockets
+        for sid in self.rooms_table.select(namespace, rooms, except_rooms=excluded):
+            socket = sockets.get(sid)
+            if socket is not None:
+                socket.deliver(packets)
+
+    def is_recovered(self, sid: str, namespace: str | None = None) -> bool:
+        """Whether ``sid``'s connection took over a saved session (connection state recovery), like
+        Node's ``socket.recovered``: its rooms and session data are the ones it had, and the events it
+        missed were sent again. False for an unknown sid."""
+        socket = self.sockets.get(sid)
+        return socket is not None and socket.recovered
 
     # -- dispatch ---------------------------------------------------------------------------------
 
@@ -510,20 +667,47 @@ class AsyncServer:
         return None, ()
 
     def _enqueue(self, socket: Socket, item: tuple[Any, ...]) -> None:
+        """Run ``item`` after the socket's earlier items, or at once when the socket is idle.
+
+        An idle socket's item starts right here, without a task: an ``async def`` handler that
+        completes without suspending (the common case: ``await sio.emit(...)`` does not suspend)
+        costs no task at all. Only a handler that really waits continues in a task, which then
+        drains whatever queued up behind it.
+        """
         if self.concurrent_handlers and item[0] == "event":
             self._spawn(self._run_item(socket, item))
             return
-        socket.queue.append(item)
-        if not socket.running:
-            socket.running = True
-            self._spawn(self._drain(socket))
-
-    async def _drain(self, socket: Socket) -> None:
+        if socket.running:
+            socket.queue.append(item)
+            return
+        socket.running = True
+        coro = self._run_item(socket, item)
         try:
+            yielded = coro.send(None)
+        except StopIteration:
+            # the handler may have queued more for this socket (its own disconnect, say)
+            if socket.queue:
+                self._spawn(self._finish_then_drain(socket, None, None))
+            else:
+                self._idle(socket)
+            return
+        except BaseException:
+            self._idle(socket)
+            raise
+        self._spawn(self._finish_then_drain(socket, coro, yielded))
+
+    async def _finish_then_drain(self, socket: Socket, coro: Any, yielded: Any) -> None:
+        try:
+            if coro is not None:
+                await _resume(coro, yielded)
             while socket.queue:
                 await self._run_item(socket, socket.queue.popleft())
         finally:
-            socket.running = False
+            self._idle(socket)
+
+    def _idle(self, socket: Socket) -> None:
+        socket.running = False
+        if socket.idle_waiters:
             waiters, socket.idle_waiters = socket.idle_waiters, []
             for waiter in waiters:
                 if not waiter.done():
@@ -538,11 +722,40 @@ class AsyncServer:
     async def _invoke(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if _is_async(fn):
             return await fn(*args)
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.executor, lambda: fn(*args))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.executor.submit(self._call_in_thread, future, fn, args)
+        result = await future
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    def _call_in_thread(self, future: asyncio.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Run a plain handler on a worker thread; its result travels back through the inbox, after
+        the emits it made, so that one wake-up of the loop carries both."""
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            self._post(_set_exception, future, exc)
+        else:
+            self._post(_set_result, future, result)
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` for the loop from a worker thread; wake the loop once per batch."""
+        self._inbox.append((fn, args))
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            self.loop.call_soon_threadsafe(self._drain_inbox)  # type: ignore[union-attr]
+
+    def _drain_inbox(self) -> None:
+        # Reset first: a thread that appends after this line sees False and schedules another drain.
+        self._inbox_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            fn, args = inbox.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                self.logger.exception("work handed to the loop failed")
 
     async def _run_item(self, socket: Socket, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -566,7 +779,7 @@ class AsyncServer:
                     socket.conn,
                     Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(result), id=ack_id),
                 )
-        elif kind == "connect":
+        elif kind == "connect" or kind == "recovered":
             fn, lead = self._handler(socket, "connect")
             outcome: Any = None
             if fn is not None:
@@ -578,7 +791,14 @@ class AsyncServer:
                 except Exception as exc:
                     self.logger.error("connect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc)
                     outcome = ConnectionRefusedError("Internal server error")
-            self._connect_result(socket, outcome)
+            if kind == "connect":
+                self._connect_result(socket, outcome)
+            elif (isinstance(outcome, BaseException) or outcome is False and not self.always_connect) and (
+                self.sockets.get(socket.sid) is socket
+            ):
+                # A recovered connection is already established (skip_middlewares): a refusal from its
+                # connect handler can only end it.
+                self.disconnect_nowait(socket.sid)
         elif kind == "disconnect":
             fn, lead = self._handler(socket, "disconnect")
             if fn is not None:
@@ -625,6 +845,9 @@ class AsyncServer:
     ) -> None:
         """Emit on the loop: encode once, write the same packets to every recipient."""
         namespace = namespace or "/"
+        if self._recovery is not None and callback is None:
+            self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
+            return
         sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
         if not sids:
             return

@@ -6,7 +6,7 @@ are one operation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = ["Rooms"]
 
@@ -62,7 +62,7 @@ class Rooms:
     def select(
         self,
         namespace: str,
-        rooms: Iterable[str] | None = None,
+        rooms: Sequence[str] | None = None,
         *,
         except_rooms: Iterable[str] = (),
         skip_sids: Iterable[str] = (),
@@ -72,6 +72,9 @@ class Rooms:
         table = self._members.get(namespace)
         if not table:
             return []
+        if rooms is not None and len(rooms) == 1 and not except_rooms and not skip_sids:
+            # the hot case: one room (often a sid), no exclusions
+            return list(table.get(rooms[0], ()))
         excluded: set[str] = set(skip_sids)
         for room in except_rooms:
             excluded.update(table.get(room, ()))
