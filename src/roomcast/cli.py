@@ -69,7 +69,7 @@ def serve(
     import uvicorn
 
     uvicorn.run(obj, host=host, port=port, log_level="info" if log_output else "warning",
-                access_log=bool(log_output))
+                access_log=bool(log_output), ws_per_message_deflate=False)
 
 
 def _socketio_of(obj: Any) -> tuple[Any, Any]:

@@ -629,6 +629,9 @@ class SocketIO:
         if extra_files:
             reloader_options["extra_files"] = extra_files
         kwargs.pop("allow_unsafe_werkzeug", None)
+        # Like Node's server: no per-message compression by default; it costs CPU on every frame
+        # and rarely pays for small real-time messages.
+        kwargs.setdefault("ws_per_message_deflate", False)
         for ours, theirs in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile")):
             if ours in kwargs:
                 kwargs[theirs] = kwargs.pop(ours)
