@@ -17,9 +17,9 @@ else
 NPM_INSTALL := npm install
 endif
 
-.PHONY: test demo bench lint venv node clean-stamps
+.PHONY: test demo bench lint venv node chromium clean-stamps
 
-test: $(VENV_STAMP) $(NODE_STAMP)
+test: $(VENV_STAMP) $(NODE_STAMP) chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: $(VENV_STAMP) $(NODE_STAMP)
@@ -46,6 +46,16 @@ $(VENV_STAMP): pyproject.toml | $(VPY)
 $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	$(NPM_INSTALL) --no-audit --no-fund
 	touch $@
+
+# tests/browser drives Debian's chromium (Playwright downloads no browser here): install it when
+# missing and apt-get exists (as root); elsewhere those tests skip, or fail under CI=true.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    else \
+	        echo "chromium is missing (install it: apt-get install chromium): tests/browser will not run" >&2; \
+	    fi; }
 
 # Forces the next `make test` to reinstall both environments.
 clean-stamps:

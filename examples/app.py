@@ -3,9 +3,11 @@
 A Flask-SocketIO app moves over by changing its import (``from flask_socketio import ...`` becomes
 ``from roomcast import ...``); this file is such an app. The page (templates/index.html) connects to
 namespace ``/test`` and offers forms to emit to itself, broadcast to every client, join, leave and close
-rooms, send to a room, and disconnect; the server answers with ``my_response`` events, pushes one from a
-background thread every few seconds, and answers ``my_ping`` with ``my_pong`` so the page can show the
-round-trip latency.
+rooms, send to a room, upload a file, and disconnect; the server answers with ``my_response`` events,
+pushes one from a background thread every few seconds, answers ``my_ping`` with ``my_pong`` so the page
+can show the round-trip latency, echoes an uploaded file's bytes with their size and SHA-256, and tells
+every client when one connects or leaves (``presence``). Open the page with ``?transport=polling`` to
+keep the client on HTTP long-polling, as a browser without WebSocket would.
 
 Run it with ``python examples/demo.py`` (what ``make demo`` does), ``uvicorn app:asgi_app`` from this
 directory, or ``flask --app examples/app.py run``.
@@ -13,6 +15,7 @@ directory, or ``flask --app examples/app.py run``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -28,6 +31,9 @@ CLIENT_DIST = HERE.parent / "node_modules" / "socket.io-client" / "dist"
 CLIENT_FILES = {"socket.io.min.js", "socket.io.min.js.map"}
 #: Seconds between two server-generated events.
 TICK_SECONDS = float(os.environ.get("DEMO_TICK_SECONDS", "5"))
+#: Largest file the upload form accepts; the page checks it too. Over long-polling the bytes travel
+#: base64-encoded, so this keeps a packet well under the server's 1 MB max_http_buffer_size.
+MAX_UPLOAD_BYTES = 512 * 1024
 
 app = Flask(__name__)
 # A fixed key is fine for a local demo; a real app reads its secret from the environment.
@@ -38,6 +44,9 @@ asgi_app = socketio.asgi_app
 
 _ticker: threading.Thread | None = None
 _ticker_lock = threading.Lock()
+# Sids connected to /test, for the "online" count the page shows. Handlers run on worker threads.
+_online: set[str] = set()
+_online_lock = threading.Lock()
 
 
 def server_events() -> None:
@@ -49,6 +58,19 @@ def server_events() -> None:
         socketio.emit("my_response", {"data": "Server generated event", "count": count}, namespace="/test")
 
 
+def announce(change: str, sid: str, reason: str | None = None) -> None:
+    """Tell every client of ``/test`` that ``sid`` joined or left, and how many are online."""
+    with _online_lock:
+        if change == "joined":
+            _online.add(sid)
+        else:
+            _online.discard(sid)
+        presence = {"change": change, "sid": sid, "reason": reason, "online": len(_online)}
+        # Under the lock: the emits reach the event loop in the order of the changes, so the last
+        # count a page shows is the current one. (emit only hands the message to the loop.)
+        socketio.emit("presence", presence, namespace="/test")
+
+
 def next_count() -> int:
     """How many events this connection has sent (kept in its Socket.IO session)."""
     session["receive_count"] = session.get("receive_count", 0) + 1
@@ -57,7 +79,7 @@ def next_count() -> int:
 
 @app.route("/")
 def index() -> str:
-    return render_template("index.html", async_mode=socketio.async_mode)
+    return render_template("index.html", async_mode=socketio.async_mode, max_upload=MAX_UPLOAD_BYTES)
 
 
 @app.route("/vendor/<name>")
@@ -76,11 +98,13 @@ def on_connect() -> None:
         if _ticker is None:
             _ticker = socketio.start_background_task(server_events)
     emit("my_response", {"data": "Connected", "count": 0})
+    announce("joined", request.sid)  # type: ignore[attr-defined]
 
 
 @socketio.on("disconnect", namespace="/test")
 def on_disconnect(reason: str) -> None:
     app.logger.info("client %s disconnected: %s", request.sid, reason)  # type: ignore[attr-defined]
+    announce("left", request.sid, reason)  # type: ignore[attr-defined]
 
 
 @socketio.on("my_event", namespace="/test")
@@ -124,6 +148,24 @@ def disconnect_request() -> None:
 
     # Disconnect once the client has acknowledged the goodbye, so that the page shows it first.
     emit("my_response", {"data": "Disconnected!", "count": next_count()}, callback=acknowledged)
+
+
+@socketio.on("upload", namespace="/test")
+def upload(message: dict[str, Any]) -> None:
+    # The client sends the file's ArrayBuffer, which arrives as bytes (a binary attachment); the
+    # echo carries the bytes back so the page can check they survived both ways.
+    name = str(message.get("name", ""))[:200]
+    data = message.get("data")
+    if not isinstance(data, bytes):
+        emit("my_response", {"data": f"Upload {name!r} refused: no binary data", "count": next_count()})
+        return
+    if len(data) > MAX_UPLOAD_BYTES:
+        refusal = f"Upload {name!r} refused: over {MAX_UPLOAD_BYTES} bytes"
+        emit("my_response", {"data": refusal, "count": next_count()})
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    echo = {"name": name, "size": len(data), "sha256": digest, "data": data, "count": next_count()}
+    emit("upload_echo", echo)
 
 
 @socketio.on("my_ping", namespace="/test")
