@@ -375,3 +375,32 @@ def test_broadcast_encodes_once(live: Any) -> None:
         queued = server.run(inspect())
     assert queued[0].startswith('42["news"')
     assert queued[0] is queued[1] is queued[2]
+
+
+def test_async_handlers_that_suspend_keep_order_and_errors_stay_contained(live: Any, caplog: Any) -> None:
+    """Handlers start without a task; those that really wait finish in one, still in order."""
+    sio = roomcast.AsyncServer()
+    seen: list[int] = []
+
+    @sio.on("n")
+    async def n(sid: str, i: int) -> int:
+        if i % 3 == 0:
+            await asyncio.sleep(0.01 * (i % 5))  # a real suspension on a timer future
+        elif i % 3 == 1:
+            await asyncio.sleep(0)  # a bare yield
+        if i == 7:
+            raise ValueError("boom after waiting")
+        seen.append(i)
+        return i
+
+    server = live(roomcast.ASGIApp(sio))
+    c = client(server, ["websocket"])
+    try:
+        for i in range(30):
+            c.emit("n", i)
+        assert c.call("n", 30, timeout=5) == 30
+        assert seen == [i for i in range(31) if i != 7]
+    finally:
+        c.disconnect()
+    failures = [r for r in caplog.records if "boom after waiting" in r.getMessage()]
+    assert len(failures) == 1 and "'n'" in failures[0].getMessage()
