@@ -169,6 +169,7 @@ class Socket:
         "idle_waiters",
         "pid",
         "recovered",
+        "acks_dropped",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -191,6 +192,8 @@ class Socket:
         #: this socket took over a saved session (same sid, rooms and data).
         self.pid: str | None = None
         self.recovered = False
+        #: Pending acks dropped past ``max_pending_acks`` (the first drop is logged).
+        self.acks_dropped = 0
 
     async def idle(self) -> None:
         """Return once every handler queued for this socket so far has run (its disconnect handler too).
@@ -216,6 +219,46 @@ class Socket:
     def next_ack_id(self) -> int:
         return next(self._ack_ids)
 
+    def add_ack(self, callback: Callable[..., Any], limit: int | None) -> int:
+        """Register the callback of an emit that asks for an ack; return its ack id.
+
+        At most ``limit`` acks wait per socket (a client that never acknowledges would otherwise make
+        the server hold callbacks without bound): past it the oldest is dropped, its callback never
+        runs, and a ``call()`` waiting on it raises :class:`roomcast.TimeoutError` at once.
+        """
+        acks = self.acks
+        if limit is not None and len(acks) >= limit:
+            oldest = next(iter(acks))
+            dropped = acks.pop(oldest)
+            self.acks_dropped += 1
+            if isinstance(dropped, _AckWaiter):
+                dropped.fail(TimeoutError(f"acknowledgement dropped: more than {limit} pending (max_pending_acks)"))
+            if self.acks_dropped == 1:
+                logger.info(
+                    "sid %s does not acknowledge: more than %d acks pending (max_pending_acks), "
+                    "dropping the oldest (logged once)", self.sid, limit,
+                )
+        ack_id = next(self._ack_ids)
+        acks[ack_id] = callback
+        return ack_id
+
+
+class _AckWaiter:
+    """What ``call()`` registers as its ack callback: it resolves the caller's future."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[tuple[Any, ...]]) -> None:
+        self.future = future
+
+    def __call__(self, *args: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(args)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
 
 class _ConnState:
     __slots__ = ("decoder", "sockets", "connect_timer")
@@ -234,7 +277,8 @@ class AsyncServer:
     ``allow_upgrades``, ``http_compression``, ``compression_threshold``, ``max_send_buffer``,
     ``max_connections``, ``upgrade_timeout``), and ``namespaces`` (None: the registered ones; ``'*'``:
     any; or a list of names, compiled regexes and ``callable(name, auth)``), ``connect_timeout``
-    (45 s), ``max_attachments`` (10), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
+    (45 s), ``max_attachments`` (10), ``max_namespaces`` (64 per connection), ``max_pending_acks``
+    (1024 per socket), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
     ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``, ``connection_state_recovery``
     (None; True or ``{"max_disconnection_duration": 120, "skip_middlewares": True}``, see docs/recovery.md).
     """
@@ -247,6 +291,8 @@ class AsyncServer:
         namespaces: None | str | Iterable[NamespaceKey] = None,
         connect_timeout: float = 45.0,
         max_attachments: int = 10,
+        max_namespaces: int | None = 64,
+        max_pending_acks: int | None = 1024,
         json: Any = None,
         always_connect: bool = False,
         concurrent_handlers: bool = False,
@@ -280,6 +326,8 @@ class AsyncServer:
         self.serializer: Serializer = from_module(json) if json is not None else default_serializer
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
+        self.max_namespaces = max_namespaces
+        self.max_pending_acks = max_pending_acks
         self.always_connect = always_connect
         self.concurrent_handlers = concurrent_handlers
         self.async_handlers = async_handlers
@@ -387,7 +435,7 @@ class AsyncServer:
         state: _ConnState = conn.state
         state.connect_timer = None
         if not any(s.connected for s in state.sockets.values()) and not conn.closed:
-            self.logger.info("closing session %s: no namespace joined within connect_timeout", conn.sid)
+            self.logger.info("closing session %s: no namespace joined within connect_timeout", conn.log_id)
             conn.close(Reason.FORCED_SERVER_CLOSE)
 
     def engine_message(self, conn: Connection, data: str | bytes) -> None:
@@ -395,7 +443,7 @@ class AsyncServer:
         try:
             packet = state.decoder.receive(data)
         except ProtocolError as exc:
-            self.logger.info("closing session %s: %s", conn.sid, exc)
+            self.logger.info("closing session %s: %s", conn.log_id, exc)
             conn.close(exc.close_reason, flush=False)
             return
         if packet is None:
@@ -408,7 +456,7 @@ class AsyncServer:
             data_list = packet.data
             name = data_list[0]
             if name in _RESERVED_EVENTS:
-                self.logger.info("closing session %s: client emitted reserved event %r", conn.sid, name)
+                self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
                 conn.close(Reason.PARSE_ERROR, flush=False)
                 return
             self._enqueue(socket, ("event", name, data_list[1:], packet.id))
@@ -425,7 +473,7 @@ class AsyncServer:
             if socket is not None:
                 self._socket_gone(socket, Reason.CLIENT_DISCONNECT)
         else:
-            self.logger.info("closing session %s: a client may not send %s", conn.sid, ptype.name)
+            self.logger.info("closing session %s: a client may not send %s", conn.log_id, ptype.name)
             conn.close(Reason.PARSE_ERROR, flush=False)
 
     def engine_disconnect(self, conn: Connection, reason: str) -> None:
@@ -469,6 +517,13 @@ class AsyncServer:
         return False, None
 
     def _connect(self, conn: Connection, namespace: str, auth: Any) -> None:
+        limit = self.max_namespaces
+        if limit is not None and len(conn.state.sockets) >= limit:
+            self.logger.info("session %s: refused one more namespace, max_namespaces (%d) reached", conn.log_id, limit)
+            self._send_packets(
+                conn, Packet(type=PacketType.CONNECT_ERROR, namespace=namespace, data={"message": "Too many namespaces"})
+            )
+            return
         ok, key = self._match_namespace(namespace, auth)
         if not ok:
             self._send_packets(
@@ -586,7 +641,7 @@ class AsyncServer:
         self.rooms_table.enter(namespace, saved.sid, saved.sid)
         for room in saved.rooms:
             self.rooms_table.enter(namespace, saved.sid, room)
-        self.logger.debug("session %s recovered sid %s with %d missed packets", conn.sid, saved.sid, len(restored.missed))
+        self.logger.debug("sid %s recovered with %d missed packets", saved.sid, len(restored.missed))
         if recovery.config.skip_middlewares:
             self._connect_result(socket, None)
             self._enqueue(socket, ("recovered",))
@@ -775,10 +830,18 @@ class AsyncServer:
                 )
                 return
             if ack_id is not None and socket.connected:
-                self._send_packets(
-                    socket.conn,
-                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(result), id=ack_id),
-                )
+                try:
+                    self._send_packets(
+                        socket.conn,
+                        Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(result), id=ack_id),
+                    )
+                except (TypeError, ValueError) as exc:
+                    # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
+                    # no ack, and its connection (whose reader may be running this) goes on.
+                    self.logger.error(
+                        "handler for event %r (namespace %s) returned a value its ack cannot carry: %r",
+                        name, socket.namespace, exc,
+                    )
         elif kind == "connect" or kind == "recovered":
             fn, lead = self._handler(socket, "connect")
             outcome: Any = None
@@ -864,20 +927,13 @@ class AsyncServer:
             socket = sockets.get(sid)
             if socket is None:
                 continue
-            ack_id = socket.next_ack_id()
-            socket.acks[ack_id] = self._wrap_callback(callback)
+            ack_id = socket.add_ack(self._wrap_callback(callback), self.max_pending_acks)
             items = encode_event(namespace, event, args, ack_id, self.serializer)
             socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(callback, asyncio.Future):
-            future = callback
-
-            def resolve(*args: Any) -> None:
-                if not future.done():
-                    future.set_result(args)
-
-            return resolve
+            return _AckWaiter(callback)
 
         def run(*args: Any) -> None:
             self._spawn(self._invoke(callback, self._call_args(callback, args)))
@@ -937,14 +993,15 @@ class AsyncServer:
         if socket is None or socket.held is None and not socket.connected:
             raise builtins.ValueError(f"no connected client with sid {target!r}")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        ack_id = socket.next_ack_id()
-        socket.acks[ack_id] = self._wrap_callback(future)  # type: ignore[arg-type]
+        ack_id = socket.add_ack(_AckWaiter(future), self.max_pending_acks)
         items = encode_event(socket.namespace, event, _data_args(data), ack_id, self.serializer)
         socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
         try:
             args = await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             socket.acks.pop(ack_id, None)
+            if isinstance(exc, TimeoutError):  # dropped past max_pending_acks (see Socket.add_ack)
+                raise
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
         if not args:
             return None
