@@ -37,6 +37,7 @@ from ..socketio.client import (
     ClientEvent,
     ClientSession,
     Connected,
+    RecoveryState,
     ConnectRefused,
     EventReceived,
     ServerDisconnected,
@@ -270,6 +271,9 @@ class AsyncClient:
         self.max_attachments = max_attachments
         self.ssl_verify = ssl_verify
         self.serializer: Serializer = from_module(json) if json is not None else default_serializer
+        #: Connection state recovery: kept across connections (see docs/client.md).
+        self._recovery = RecoveryState()
+        self._recovered: dict[str, bool] = {}
         # The blocking facade runs plain-function handlers on worker threads, so that they may call its
         # blocking methods (which wait on this loop); asyncio users get them on the loop, as usual.
         self._threaded_handlers = _threaded_handlers
@@ -351,6 +355,11 @@ class AsyncClient:
         """The sid the server gave ``namespace`` (default '/'), or None."""
         return self.namespaces.get(namespace or "/")
 
+    def recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last connection of ``namespace`` (default '/') restored the previous session
+        (the server's connection state recovery): same sid, rooms, and the missed events replayed."""
+        return self._recovered.get(namespace or "/", False)
+
     def transport(self) -> str | None:
         """The transport in use: ``'websocket'`` or ``'polling'`` (None when not connected)."""
         conn = self._conn
@@ -431,7 +440,10 @@ class AsyncClient:
         first = "polling" if "polling" in transports else "websocket"
         url = engine_url(self.connection_url, self.socketio_path, first)
         engine = EngineClient(first)
-        conn = _Connection(engine, ClientSession(serializer=self.serializer, max_attachments=self.max_attachments))
+        conn = _Connection(
+            engine,
+            ClientSession(serializer=self.serializer, max_attachments=self.max_attachments, recovery=self._recovery),
+        )
         loop = asyncio.get_running_loop()
         try:
             if first == "websocket":
@@ -573,6 +585,7 @@ class AsyncClient:
             if callback is not None:
                 self._post(("callback", callback, event.args))
         elif isinstance(event, Connected):
+            self._recovered[event.namespace] = event.recovered
             self._post(("connect", event.namespace))
             self._resolve_waiter(conn, event.namespace, None)
         elif isinstance(event, ConnectRefused):

@@ -45,10 +45,38 @@ class NamespaceState(Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connected:
-    """The server accepted the namespace."""
+    """The server accepted the namespace; ``recovered`` when it restored the previous session."""
 
     namespace: str
     sid: str
+    recovered: bool = False
+
+
+class RecoveryState:
+    """What connection state recovery needs remembered across Engine.IO sessions, per namespace.
+
+    A server that offers recovery sends a private session id (``pid``) in its CONNECT reply and
+    appends an offset to every event it may replay. After a lost connection the client sends both back
+    in its CONNECT auth, and the server restores the session and replays what was missed. The caller
+    keeps one of these for the life of the client and hands it to each new :class:`ClientSession`.
+    """
+
+    __slots__ = ("pids", "offsets")
+
+    def __init__(self) -> None:
+        self.pids: dict[str, str] = {}
+        self.offsets: dict[str, str] = {}
+
+    def forget(self, namespace: str) -> None:
+        self.pids.pop(namespace, None)
+        self.offsets.pop(namespace, None)
+
+    def auth(self, namespace: str, auth: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The CONNECT payload: ``auth`` plus the pid and offset to recover with, if any."""
+        pid = self.pids.get(namespace)
+        if pid is None:
+            return auth
+        return {"pid": pid, "offset": self.offsets.get(namespace), **(auth or {})}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,10 +120,26 @@ ClientEvent = Connected | ConnectRefused | ServerDisconnected | EventReceived | 
 class ClientSession:
     """Socket.IO client state for one Engine.IO session (see the module docstring)."""
 
-    __slots__ = ("serializer", "namespaces", "sids", "_max_attachments", "_decoder", "_next_ack", "_pending_acks")
+    __slots__ = (
+        "serializer",
+        "namespaces",
+        "sids",
+        "recovery",
+        "_max_attachments",
+        "_decoder",
+        "_next_ack",
+        "_pending_acks",
+    )
 
-    def __init__(self, *, serializer: Serializer = default_serializer, max_attachments: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        serializer: Serializer = default_serializer,
+        max_attachments: int = 10,
+        recovery: RecoveryState | None = None,
+    ) -> None:
         self.serializer = serializer
+        self.recovery = recovery if recovery is not None else RecoveryState()
         self.namespaces: dict[str, NamespaceState] = {}
         #: The sid the server gave each connected namespace.
         self.sids: dict[str, str] = {}
@@ -113,7 +157,8 @@ class ClientSession:
         if auth is not None and not isinstance(auth, dict):
             raise ValueError("auth must be a dict (the protocol sends it as a JSON object)")
         self.namespaces[namespace] = NamespaceState.CONNECTING
-        return encode(Packet(type=PacketType.CONNECT, namespace=namespace, data=auth), self.serializer)
+        data = self.recovery.auth(namespace, auth)
+        return encode(Packet(type=PacketType.CONNECT, namespace=namespace, data=data), self.serializer)
 
     def emit(
         self, namespace: str, event: str, args: tuple[Any, ...] | list[Any], want_ack: bool
@@ -140,6 +185,7 @@ class ClientSession:
         """Leave ``namespace``: the DISCONNECT packet (nothing if it was not joined)."""
         state = self.namespaces.pop(namespace, None)
         self.sids.pop(namespace, None)
+        self.recovery.forget(namespace)  # leaving on purpose: nothing to recover
         if state is None:
             return []
         return encode(Packet(type=PacketType.DISCONNECT, namespace=namespace), self.serializer)
@@ -173,7 +219,13 @@ class ClientSession:
                 return []
             self.namespaces[ns] = NamespaceState.CONNECTED
             self.sids[ns] = data["sid"]
-            return [Connected(namespace=ns, sid=data["sid"])]
+            pid = data.get("pid")
+            recovered = isinstance(pid, str) and self.recovery.pids.get(ns) == pid
+            if not recovered:
+                self.recovery.forget(ns)
+            if isinstance(pid, str):
+                self.recovery.pids[ns] = pid
+            return [Connected(namespace=ns, sid=data["sid"], recovered=recovered)]
         if ptype is PacketType.CONNECT_ERROR:
             if state is None:
                 return []
@@ -187,9 +239,16 @@ class ClientSession:
         if ptype is PacketType.DISCONNECT:
             del self.namespaces[ns]
             self.sids.pop(ns, None)
+            self.recovery.forget(ns)
             return [ServerDisconnected(namespace=ns)]
         if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
-            return [EventReceived(namespace=ns, name=packet.data[0], args=list(packet.data[1:]), ack_id=packet.id)]
+            args = packet.data[1:]
+            if packet.id is None and args and ns in self.recovery.pids and isinstance(args[-1], str):
+                # a server offering recovery appends its offset to every replayable event; keep it
+                # for the next CONNECT and hand the handler the event's own arguments only
+                self.recovery.offsets[ns] = args[-1]
+                args = args[:-1]
+            return [EventReceived(namespace=ns, name=packet.data[0], args=list(args), ack_id=packet.id)]
         # ACK / BINARY_ACK: the decoder guarantees an id.
         assert packet.id is not None
         if self._pending_acks.get(packet.id) != ns:

@@ -108,6 +108,10 @@ class Client:
     def get_sid(self, namespace: str | None = None) -> str | None:
         return self._aio.get_sid(namespace)
 
+    def recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last connection of ``namespace`` restored the previous session."""
+        return self._aio.recovered(namespace)
+
     def transport(self) -> str | None:
         return self._aio.transport()
 
