@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .asyncio.client import AsyncClient, AsyncClientNamespace, AsyncSimpleClient
+from .asyncio.client import AsyncClient, AsyncClientNamespace
+from .asyncio.simple_client import AsyncSimpleClient
 from .asyncio.engine import EngineServer
 from .asyncio.server import ASGIApp, AsyncNamespace, AsyncServer, Reason
 from .exceptions import (

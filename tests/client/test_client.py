@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import roomcast
-from roomcast.asyncio.client import AsyncClient, AsyncClientNamespace, AsyncSimpleClient
+from roomcast.asyncio.client import AsyncClient, AsyncClientNamespace
+from roomcast.asyncio.simple_client import AsyncSimpleClient
 from roomcast.sync.client import Client, ClientNamespace, SimpleClient
 from tests.client.conftest import make_server, run, until
 from tests.helpers.servers import ServerProcess

@@ -24,14 +24,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 
 from ..engineio.client import PROBE, UPGRADE, EngineClient, Reason, State, engine_url
-from ..engineio.packets import decode_payload, encode_payload
 from ..exceptions import BadNamespaceError, ConnectionError, DisconnectedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
+from .transports import PollingTransport, Transport, TransportClosed, WebSocketTransport
 from ..socketio.client import (
     AckReceived,
     ClientEvent,
@@ -43,20 +40,12 @@ from ..socketio.client import (
     ServerDisconnected,
 )
 
-__all__ = ["AsyncClient", "AsyncClientNamespace", "AsyncSimpleClient", "Reason"]
+__all__ = ["AsyncClient", "AsyncClientNamespace", "Reason"]
 
 logger = logging.getLogger("roomcast.client")
 
 _RESERVED = frozenset({"connect", "connect_error", "disconnect"})
 _TRANSPORTS = ("polling", "websocket")
-
-
-class _TransportClosed(Exception):
-    """A transport can't carry packets any more; ``reason`` is the disconnect reason to report."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
 
 
 def _data_args(data: Any) -> tuple[Any, ...]:
@@ -93,116 +82,6 @@ def _accepts_args(fn: Callable[..., Any], count: int) -> bool:
     return True
 
 
-# -- transports -------------------------------------------------------------------------------------
-
-
-class _WebSocket:
-    """Engine.IO over one WebSocket: one packet per frame."""
-
-    name = "websocket"
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.paused = False
-
-    @classmethod
-    async def open(cls, url: str, headers: dict[str, str], timeout: float) -> _WebSocket:
-        try:
-            ws = await ws_connect(
-                url,
-                additional_headers=headers or None,
-                open_timeout=timeout,
-                ping_interval=None,  # Engine.IO has its own heartbeat
-                max_size=None,
-                close_timeout=timeout,
-            )
-        except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
-            raise _TransportClosed(Reason.TRANSPORT_ERROR, f"WebSocket connection to {url} failed: {exc!r}") from exc
-        return cls(ws)
-
-    async def send(self, packets: list[str | bytes]) -> None:
-        try:
-            for packet in packets:
-                await self.ws.send(packet)
-        except websockets.ConnectionClosed as exc:
-            raise _TransportClosed(Reason.TRANSPORT_CLOSE) from exc
-
-    async def receive(self) -> list[str | bytes]:
-        try:
-            return [await self.ws.recv()]
-        except websockets.ConnectionClosed as exc:
-            raise _TransportClosed(Reason.TRANSPORT_CLOSE) from exc
-        except (OSError, websockets.WebSocketException) as exc:
-            raise _TransportClosed(Reason.TRANSPORT_ERROR, repr(exc)) from exc
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close()
-
-
-class _Polling:
-    """Engine.IO over HTTP long-polling: a GET loop receives, one POST at a time sends."""
-
-    name = "polling"
-
-    def __init__(self, http: httpx.AsyncClient, url: str, timeout: float) -> None:
-        self.http = http
-        self.base_url = url
-        self.url = url
-        self.timeout = timeout
-        self.poll_timeout = timeout
-        self.max_payload = 1_000_000
-        self.paused = False
-        self._post_lock = asyncio.Lock()
-
-    def opened(self, sid: str, ping_interval: float, ping_timeout: float, max_payload: int) -> None:
-        sep = "&" if "?" in self.base_url else "?"
-        self.url = f"{self.base_url}{sep}sid={sid}"
-        # The server holds a GET up to pingInterval before it pings; leave room for the timeout too.
-        self.poll_timeout = ping_interval + ping_timeout + self.timeout
-        self.max_payload = max_payload
-
-    async def _request(self, method: str, timeout: float, content: str | None = None) -> bytes:
-        try:
-            if content is None:
-                response = await self.http.get(self.url, timeout=timeout)
-            else:
-                response = await self.http.post(
-                    self.url, content=content.encode(), timeout=timeout,
-                    headers={"Content-Type": "text/plain;charset=UTF-8"},
-                )
-        except httpx.HTTPError as exc:
-            raise _TransportClosed(Reason.TRANSPORT_ERROR, f"{method} {self.url} failed: {exc!r}") from exc
-        if response.status_code != 200:
-            raise _TransportClosed(
-                Reason.TRANSPORT_ERROR, f"{method} {self.url}: HTTP {response.status_code} {response.text[:100]!r}"
-            )
-        return response.content
-
-    async def receive(self) -> list[str | bytes]:
-        body = await self._request("GET", self.poll_timeout)
-        try:
-            return decode_payload(body)
-        except ProtocolError as exc:
-            raise _TransportClosed(Reason.PARSE_ERROR, str(exc)) from exc
-
-    async def send(self, packets: list[str | bytes]) -> None:
-        async with self._post_lock:
-            await self._request("POST", self.timeout, encode_payload(packets))
-
-    async def drained(self) -> None:
-        """Wait until no POST is in flight (before the upgrade moves the session)."""
-        async with self._post_lock:
-            pass
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.http.aclose()
-
-
-Transport = _WebSocket | _Polling
-
-
 _LOST = "lost"
 
 
@@ -217,7 +96,7 @@ class _Connection:
         self.engine = engine
         self.session = session
         self.transport: Transport | None = None
-        self.polling: _Polling | None = None
+        self.polling: PollingTransport | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.send_lock = asyncio.Lock()
         self.closed = False
@@ -447,22 +326,22 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         try:
             if first == "websocket":
-                ws = await _WebSocket.open(url, self.connection_headers, self.request_timeout)
+                ws = await WebSocketTransport.open(url, self.connection_headers, self.request_timeout)
                 conn.transport = ws
                 try:
                     opening = await asyncio.wait_for(ws.receive(), self.request_timeout)
                 except asyncio.TimeoutError:
-                    raise _TransportClosed(Reason.TRANSPORT_ERROR, "no handshake within the request timeout") from None
+                    raise TransportClosed(Reason.TRANSPORT_ERROR, "no handshake within the request timeout") from None
                 engine.receive_open(opening[0], loop.time())
             else:
                 http = httpx.AsyncClient(headers=self.connection_headers, verify=self.ssl_verify)
-                polling = _Polling(http, url, self.request_timeout)
+                polling = PollingTransport(http, url, self.request_timeout)
                 conn.transport = conn.polling = polling
                 packets = await polling.receive()
                 handshake = engine.receive_open(packets[0], loop.time())
                 conn.leftovers = packets[1:]
                 polling.opened(handshake.sid, handshake.ping_interval, handshake.ping_timeout, handshake.max_payload)
-        except (_TransportClosed, ProtocolError) as exc:
+        except (TransportClosed, ProtocolError) as exc:
             if conn.transport is not None:
                 await conn.transport.close()
             raise ConnectionError(f"Connection to {self.connection_url} failed: {exc}") from exc
@@ -538,7 +417,7 @@ class AsyncClient:
                 if transport.paused or conn.closed:
                     return
                 packets = await transport.receive()
-        except _TransportClosed as exc:
+        except TransportClosed as exc:
             if transport is conn.transport:
                 logger.info("transport %s lost: %s", transport.name, exc)
                 self._lost(conn, exc.reason)
@@ -634,13 +513,13 @@ class AsyncClient:
         cookies = "; ".join(f"{k}={v}" for k, v in polling.http.cookies.items())
         if cookies and "Cookie" not in headers:
             headers["Cookie"] = cookies  # sticky-session cookies set on the handshake
-        ws: _WebSocket | None = None
+        ws: WebSocketTransport | None = None
         try:
-            ws = await _WebSocket.open(url, headers, self.request_timeout)
+            ws = await WebSocketTransport.open(url, headers, self.request_timeout)
             await ws.send([PROBE])
             answer = await asyncio.wait_for(ws.receive(), self.request_timeout)
             if conn.closed or not engine.probe_answered(answer[0]):
-                raise _TransportClosed(Reason.TRANSPORT_ERROR, f"bad probe answer {answer[0]!r}")
+                raise TransportClosed(Reason.TRANSPORT_ERROR, f"bad probe answer {answer[0]!r}")
             polling.paused = True
             # The server answers the pending GET with a noop once it saw the probe: the reader then stops.
             reader = conn.poll_reader
@@ -650,14 +529,14 @@ class AsyncClient:
             async with conn.send_lock:
                 await polling.drained()
                 if conn.closed:
-                    raise _TransportClosed(Reason.TRANSPORT_CLOSE)
+                    raise TransportClosed(Reason.TRANSPORT_CLOSE)
                 await ws.send([UPGRADE])
                 engine.upgrade_done()
                 conn.transport = ws
             self._spawn(conn, self._read_loop(conn, ws, []))
             await polling.close()
             ws = None
-        except (_TransportClosed, asyncio.TimeoutError) as exc:
+        except (TransportClosed, asyncio.TimeoutError) as exc:
             logger.info("upgrade to WebSocket failed, staying on polling: %r", exc)
             engine.upgrade_failed()
             if polling.paused and not conn.closed:
@@ -681,7 +560,7 @@ class AsyncClient:
             assert transport is not None
             try:
                 await transport.send(packets)
-            except _TransportClosed as exc:
+            except TransportClosed as exc:
                 self._lost(conn, exc.reason)
 
     def _connection_for(self, namespace: str) -> _Connection:
@@ -976,150 +855,3 @@ class AsyncClientNamespace:
 
 
 # -- the simple client ----------------------------------------------------------------------------------
-
-
-class AsyncSimpleClient:
-    """A client for scripts and tests: connect, emit, call, ``receive()`` events one by one, disconnect.
-
-    ``receive`` returns ``[event, *args]`` for every event of the namespace, in order. Usable as
-    ``async with AsyncSimpleClient() as client:``. Options are passed to :class:`AsyncClient`.
-    """
-
-    def __init__(self, **client_options: Any) -> None:
-        self.client_options = client_options
-        self.client: AsyncClient | None = None
-        self.namespace = "/"
-        self._events: asyncio.Queue[list[Any]] = asyncio.Queue()
-        self._connected = asyncio.Event()
-        self._gone = asyncio.Event()
-
-    async def connect(
-        self,
-        url: str,
-        headers: dict[str, str] | None = None,
-        auth: Any = None,
-        transports: str | list[str] | None = None,
-        namespace: str = "/",
-        socketio_path: str = "socket.io",
-        wait_timeout: float = 5,
-    ) -> None:
-        """Connect to ``url`` and join ``namespace``; raises :class:`ConnectionError` on failure."""
-        if self.client is not None and self.client.connected:
-            raise RuntimeError("Already connected")
-        self.namespace = namespace
-        self._events = asyncio.Queue()
-        self._connected = asyncio.Event()
-        self._gone = asyncio.Event()
-        client = self.client = AsyncClient(**self.client_options)
-
-        def connect() -> None:
-            self._gone.clear()
-            self._connected.set()
-
-        def disconnect(reason: str) -> None:
-            self._connected.clear()
-            if reason in (Reason.SERVER_DISCONNECT, Reason.CLIENT_DISCONNECT) or not client.reconnection:
-                self._gone.set()
-
-        def any_event(event: str, *args: Any) -> None:
-            self._events.put_nowait([event, *args])
-
-        client.on("connect", connect, namespace)
-        client.on("disconnect", disconnect, namespace)
-        client.on("*", any_event, namespace)
-
-        await client.connect(
-            url, headers=headers, auth=auth, transports=transports, namespaces=[namespace],
-            socketio_path=socketio_path, wait_timeout=wait_timeout,
-        )
-        self._connected.set()
-        self._keep_gone(client)
-
-    def _keep_gone(self, client: AsyncClient) -> None:
-        async def watch() -> None:
-            await client.wait()
-            self._gone.set()
-            self._connected.clear()
-
-        client.start_background_task(watch)
-
-    @property
-    def sid(self) -> str | None:
-        """The session id in the namespace."""
-        return self.client.get_sid(self.namespace) if self.client else None
-
-    @property
-    def transport(self) -> str | None:
-        """``'websocket'`` or ``'polling'``."""
-        return self.client.transport() if self.client else None
-
-    @property
-    def connected(self) -> bool:
-        return self.client is not None and self.client.connected
-
-    async def _ready(self) -> AsyncClient:
-        """The client, once connected (waiting out a reconnection); DisconnectedError if it is gone."""
-        client = self.client
-        if client is None or self._gone.is_set():
-            raise DisconnectedError("not connected")
-        waiter = asyncio.ensure_future(self._connected.wait())
-        gone = asyncio.ensure_future(self._gone.wait())
-        try:
-            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            gone.cancel()
-        if not self._connected.is_set():
-            raise DisconnectedError("disconnected")
-        return client
-
-    async def emit(self, event: str, data: Any = None) -> None:
-        """Emit ``event`` (a tuple ``data`` is several arguments)."""
-        client = await self._ready()
-        try:
-            await client.emit(event, data, namespace=self.namespace)
-        except BadNamespaceError:
-            raise DisconnectedError("disconnected") from None
-
-    async def call(self, event: str, data: Any = None, timeout: float = 60) -> Any:
-        """Emit ``event`` and return the server's ack (see :meth:`AsyncClient.call`)."""
-        client = await self._ready()
-        try:
-            return await client.call(event, data, namespace=self.namespace, timeout=timeout)
-        except BadNamespaceError:
-            raise DisconnectedError("disconnected") from None
-
-    async def receive(self, timeout: float | None = None) -> list[Any]:
-        """The next event as ``[event, *args]``; :class:`TimeoutError` after ``timeout`` seconds,
-        :class:`DisconnectedError` once disconnected with nothing left to read.
-        """
-        if self.client is None:
-            raise DisconnectedError("not connected")
-        if not self._events.empty():
-            return self._events.get_nowait()
-        getter = asyncio.ensure_future(self._events.get())
-        gone = asyncio.ensure_future(self._gone.wait())
-        try:
-            done, _ = await asyncio.wait({getter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter in done or (getter.done() and not getter.cancelled()):
-            return getter.result()
-        if gone in done:
-            raise DisconnectedError("disconnected")
-        raise TimeoutError(f"no event within {timeout}s")
-
-    async def disconnect(self) -> None:
-        """Disconnect (no-op when not connected)."""
-        if self.client is not None:
-            await self.client.disconnect()
-            self._gone.set()
-            self._connected.clear()
-
-    async def __aenter__(self) -> AsyncSimpleClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.disconnect()

@@ -16,7 +16,8 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..asyncio.client import AsyncClient, AsyncSimpleClient, Reason
+from ..asyncio.client import AsyncClient, Reason
+from ..asyncio.simple_client import AsyncSimpleClient
 
 __all__ = ["Client", "ClientNamespace", "SimpleClient", "Reason"]
 
