@@ -9,6 +9,7 @@ VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # npm ci needs a lock file; without one, npm install resolves package.json.
 ifneq ($(wildcard package-lock.json),)
@@ -26,7 +27,7 @@ demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(VPY) examples/demo.py
 
 bench: $(VENV_STAMP) $(NODE_STAMP)
-	$(VPY) -m bench
+	$(VPY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/mypy

@@ -1,0 +1,7 @@
+"""``python -m bench``: see :mod:`bench.cli`."""
+
+from __future__ import annotations
+
+from .cli import main
+
+main()

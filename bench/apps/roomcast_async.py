@@ -1,0 +1,34 @@
+"""Roomcast's plain server with ``async def`` handlers, served like ``roomcast run app:app``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import roomcast
+from roomcast.cli import serve
+
+sio = roomcast.AsyncServer()
+
+
+@sio.on("echo")
+async def echo(sid: str, data: Any) -> None:
+    await sio.emit("echo", data, to=sid)
+
+
+@sio.on("echoack")
+async def echoack(sid: str, data: Any) -> Any:
+    return data
+
+
+@sio.on("bcast")
+async def bcast(sid: str, data: Any) -> None:
+    await sio.emit("bcast", data)
+
+
+app = roomcast.ASGIApp(sio)
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    serve(app, host="127.0.0.1", port=parser.parse_args().port)
