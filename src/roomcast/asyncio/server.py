@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import inspect
 import itertools
 import logging
@@ -24,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -38,6 +38,7 @@ from ..socketio.rooms import Rooms
 from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
 from .engine import Connection, EngineIOApp
+from .workers import Workers
 
 __all__ = ["AsyncServer", "ASGIApp", "AsyncNamespace", "Reason"]
 
@@ -148,6 +149,16 @@ async def _resume(coro: Any, yielded: Any) -> Any:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
+
+
+async def _settle(awaitable: Any, finish: Callable[[bool, Any], None]) -> None:
+    """Await a handler and report its outcome: ``finish(True, result)`` or ``finish(False, exc)``."""
+    try:
+        value = await awaitable
+    except Exception as exc:
+        finish(False, exc)
+    else:
+        finish(True, value)
 
 
 class Socket:
@@ -337,7 +348,8 @@ class AsyncServer:
         self.allowed_namespaces = namespaces
         self.rooms_table = Rooms()
         self.sockets: dict[str, Socket] = {}
-        self.executor = ThreadPoolExecutor(max_workers=handler_threads, thread_name_prefix="roomcast-handler")
+        #: The threads plain ``def`` handlers (and plain background tasks) run on.
+        self.workers = Workers(handler_threads)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -415,8 +427,11 @@ class AsyncServer:
         """Run ``target`` as an asyncio task (a coroutine function) or on a worker thread (a plain one)."""
         if _is_async(target):
             return self._spawn(target(*args, **kwargs))  # type: ignore[return-value]
+        self._bind()
         loop = asyncio.get_running_loop()
-        return self._spawn(loop.run_in_executor(self.executor, lambda: target(*args, **kwargs)))  # type: ignore[return-value]
+        future: asyncio.Future[Any] = loop.create_future()
+        self.workers.submit(self._call_in_thread, future, lambda: target(*args, **kwargs), ())
+        return self._spawn(future)  # type: ignore[return-value]
 
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
@@ -724,41 +739,148 @@ class AsyncServer:
     def _enqueue(self, socket: Socket, item: tuple[Any, ...]) -> None:
         """Run ``item`` after the socket's earlier items, or at once when the socket is idle.
 
-        An idle socket's item starts right here, without a task: an ``async def`` handler that
-        completes without suspending (the common case: ``await sio.emit(...)`` does not suspend)
-        costs no task at all. Only a handler that really waits continues in a task, which then
-        drains whatever queued up behind it.
+        No task per item: an ``async def`` handler starts right here and, if it completes without
+        suspending (``await sio.emit(...)`` does not suspend), costs no task at all; one that really
+        waits continues in a task. A plain handler goes to a worker thread, and its completion comes
+        back through the inbox, where it starts the socket's next item.
         """
         if self.concurrent_handlers and item[0] == "event":
-            self._spawn(self._run_item(socket, item))
+            self._start(socket, item, chained=False)
             return
         if socket.running:
             socket.queue.append(item)
             return
         socket.running = True
-        coro = self._run_item(socket, item)
+        self._start(socket, item, chained=True)
+
+    def _next(self, socket: Socket) -> None:
+        """The socket's current item is done: start its next one, or mark it idle."""
+        if socket.queue:
+            self._start(socket, socket.queue.popleft(), chained=True)
+        else:
+            self._idle(socket)
+
+    def _start(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> None:
+        """Start ``item``; a ``chained`` item starts the socket's next one once it has finished."""
+        while True:
+            fn, args, finish = self._prepare(socket, item)
+            if fn is not None:
+                if not _is_async(fn):
+                    self.workers.submit(self._run_in_thread, socket, fn, args, finish, chained)
+                    return
+                if not self._run_coroutine(socket, _settle(fn(*args), finish), chained):
+                    return
+            elif finish is not None:
+                finish(True, None)
+            if not chained:
+                return
+            if not socket.queue:
+                self._idle(socket)
+                return
+            item = socket.queue.popleft()
+
+    def _run_coroutine(self, socket: Socket, coro: Any, chained: bool) -> bool:
+        """Step ``coro`` until it first suspends; True if it finished without suspending, else it
+        goes on in a task (which starts the socket's next item when ``chained``)."""
         try:
             yielded = coro.send(None)
         except StopIteration:
-            # the handler may have queued more for this socket (its own disconnect, say)
-            if socket.queue:
-                self._spawn(self._finish_then_drain(socket, None, None))
-            else:
-                self._idle(socket)
-            return
-        except BaseException:
+            return True
+        self._spawn(self._resume_item(socket, coro, yielded, chained))
+        return False
+
+    async def _resume_item(self, socket: Socket, coro: Any, yielded: Any, chained: bool) -> None:
+        try:
+            await _resume(coro, yielded)
+        except asyncio.CancelledError:
             self._idle(socket)
             raise
-        self._spawn(self._finish_then_drain(socket, coro, yielded))
+        if chained:
+            self._next(socket)
 
-    async def _finish_then_drain(self, socket: Socket, coro: Any, yielded: Any) -> None:
+    def _run_in_thread(
+        self, socket: Socket, fn: Callable[..., Any], args: tuple[Any, ...], finish: Any, chained: bool
+    ) -> None:
+        """On a worker thread: run a plain handler, then hand its outcome to the loop (after the emits
+        it made, in the same inbox batch)."""
         try:
-            if coro is not None:
-                await _resume(coro, yielded)
-            while socket.queue:
-                await self._run_item(socket, socket.queue.popleft())
-        finally:
-            self._idle(socket)
+            value, ok = fn(*args), True
+        except BaseException as exc:
+            value, ok = exc, False
+        self._post(self._thread_done, socket, finish, ok, value, chained)
+
+    def _thread_done(self, socket: Socket, finish: Any, ok: bool, value: Any, chained: bool) -> None:
+        if ok and inspect.isawaitable(value):  # a plain function that returned an awaitable
+            if not self._run_coroutine(socket, _settle(value, finish), chained):
+                return
+        else:
+            finish(ok, value)
+        if chained:
+            self._next(socket)
+
+    def _prepare(self, socket: Socket, item: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], Any]:
+        """The handler an item calls, its arguments, and what to do with the outcome:
+        ``finish(ok, value)`` where ``value`` is the result, or the exception when not ``ok``."""
+        kind = item[0]
+        if kind == "event":
+            _, name, args, ack_id = item
+            if not socket.connected:
+                return None, (), None
+            fn, lead = self._handler(socket, name)
+            if fn is None:
+                # Like Node's server: an event nobody handles is not acknowledged either.
+                return None, (), None
+            return fn, (*lead, socket.sid, *args), functools.partial(self._event_done, socket, name, ack_id)
+        if kind == "connect" or kind == "recovered":
+            fn, lead = self._handler(socket, "connect")
+            finish = functools.partial(self._connect_done, socket, kind)
+            if fn is None:
+                return None, (), finish
+            return fn, self._call_args(fn, (*lead, socket.sid, socket.conn.environ, socket.auth)), finish
+        fn, lead = self._handler(socket, "disconnect")
+        if fn is None:
+            return None, (), None
+        return fn, self._call_args(fn, (*lead, socket.sid, item[1])), functools.partial(self._disconnect_done, socket)
+
+    def _event_done(self, socket: Socket, name: str, ack_id: int | None, ok: bool, value: Any) -> None:
+        if not ok:
+            self.logger.error(
+                "handler for event %r (namespace %s) failed: %r", name, socket.namespace, value, exc_info=value
+            )
+            return
+        if ack_id is not None and socket.connected:
+            try:
+                self._send_packets(
+                    socket.conn,
+                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(value), id=ack_id),
+                )
+            except (TypeError, ValueError) as exc:
+                # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
+                # no ack, and its connection (whose reader may be running this) goes on.
+                self.logger.error(
+                    "handler for event %r (namespace %s) returned a value its ack cannot carry: %r",
+                    name, socket.namespace, exc,
+                )
+
+    def _connect_done(self, socket: Socket, kind: str, ok: bool, value: Any) -> None:
+        outcome = value
+        if not ok and not isinstance(value, (ConnectionRefusedError, builtins.ConnectionRefusedError)):
+            self.logger.error("connect handler (namespace %s) failed: %r", socket.namespace, value, exc_info=value)
+            outcome = ConnectionRefusedError("Internal server error")
+        if kind == "connect":
+            self._connect_result(socket, outcome)
+        elif (isinstance(outcome, BaseException) or outcome is False and not self.always_connect) and (
+            self.sockets.get(socket.sid) is socket
+        ):
+            # A recovered connection is already established (skip_middlewares): a refusal from its
+            # connect handler can only end it.
+            self.disconnect_nowait(socket.sid)
+
+    def _disconnect_done(self, socket: Socket, ok: bool, value: Any) -> None:
+        if not ok:
+            self.logger.error(
+                "disconnect handler (namespace %s) failed: %r", socket.namespace, value, exc_info=value
+            )
 
     def _idle(self, socket: Socket) -> None:
         socket.running = False
@@ -778,7 +900,7 @@ class AsyncServer:
         if _is_async(fn):
             return await fn(*args)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.executor.submit(self._call_in_thread, future, fn, args)
+        self.workers.submit(self._call_in_thread, future, fn, args)
         result = await future
         if inspect.isawaitable(result):
             result = await result
@@ -811,67 +933,6 @@ class AsyncServer:
                 fn(*args)
             except Exception:
                 self.logger.exception("work handed to the loop failed")
-
-    async def _run_item(self, socket: Socket, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "event":
-            _, name, args, ack_id = item
-            if not socket.connected:
-                return
-            fn, lead = self._handler(socket, name)
-            if fn is None:
-                # Like Node's server: an event nobody handles is not acknowledged either.
-                return
-            try:
-                result = await self._invoke(fn, (*lead, socket.sid, *args))
-            except Exception as exc:
-                self.logger.error(
-                    "handler for event %r (namespace %s) failed: %r", name, socket.namespace, exc, exc_info=exc
-                )
-                return
-            if ack_id is not None and socket.connected:
-                try:
-                    self._send_packets(
-                        socket.conn,
-                        Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(result), id=ack_id),
-                    )
-                except (TypeError, ValueError) as exc:
-                    # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
-                    # no ack, and its connection (whose reader may be running this) goes on.
-                    self.logger.error(
-                        "handler for event %r (namespace %s) returned a value its ack cannot carry: %r",
-                        name, socket.namespace, exc,
-                    )
-        elif kind == "connect" or kind == "recovered":
-            fn, lead = self._handler(socket, "connect")
-            outcome: Any = None
-            if fn is not None:
-                args = self._call_args(fn, (*lead, socket.sid, socket.conn.environ, socket.auth))
-                try:
-                    outcome = await self._invoke(fn, args)
-                except (ConnectionRefusedError, builtins.ConnectionRefusedError) as exc:
-                    outcome = exc
-                except Exception as exc:
-                    self.logger.error("connect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc)
-                    outcome = ConnectionRefusedError("Internal server error")
-            if kind == "connect":
-                self._connect_result(socket, outcome)
-            elif (isinstance(outcome, BaseException) or outcome is False and not self.always_connect) and (
-                self.sockets.get(socket.sid) is socket
-            ):
-                # A recovered connection is already established (skip_middlewares): a refusal from its
-                # connect handler can only end it.
-                self.disconnect_nowait(socket.sid)
-        elif kind == "disconnect":
-            fn, lead = self._handler(socket, "disconnect")
-            if fn is not None:
-                args = self._call_args(fn, (*lead, socket.sid, item[1]))
-                try:
-                    await self._invoke(fn, args)
-                except Exception as exc:
-                    self.logger.error(
-                        "disconnect handler (namespace %s) failed: %r", socket.namespace, exc, exc_info=exc
-                    )
 
     # -- sending ----------------------------------------------------------------------------------
 

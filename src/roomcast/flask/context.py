@@ -36,6 +36,7 @@ __all__ = [
     "ManagedSession",
     "prepare_environ",
     "socket_request",
+    "forget_socket",
     "current_socket",
     "in_socket_context",
     "flask_json_serializer",
@@ -47,6 +48,8 @@ __all__ = [
 APP_KEY = "roomcast.flask_app"
 #: Where the environ keeps the connection's copy of the session (``manage_session=True``).
 _SESSION_KEY = "roomcast.flask_session"
+#: Where the environ caches each socket's reusable request context (``manage_session=True``).
+_CONTEXTS_KEY = "roomcast.flask_contexts"
 
 
 class ManagedSession(dict, SessionMixin):  # type: ignore[type-arg]
@@ -100,21 +103,51 @@ def socket_request(
     With ``manage_session`` false, a session the handler changed is saved through the app's session
     interface when the body ends without an exception.
     """
-    if manage_session:
-        # RequestContext takes the session to use instead of opening one (Flask's public signature).
-        ctx = RequestContext(app, environ, session=_managed_session(app, environ))
-    else:
-        ctx = app.request_context(environ)
-    with ctx:
-        request = flask.request
-        request.sid = sid  # type: ignore[attr-defined]
-        request.namespace = namespace  # type: ignore[attr-defined]
-        request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
-        yield
-        if not manage_session:
+    if not manage_session:
+        with app.request_context(environ):
+            _tag_request(sid, namespace, event, args)
+            yield
             session = flask.session._get_current_object()  # type: ignore[attr-defined]
             if getattr(session, "modified", True):
                 app.session_interface.save_session(app, session, app.response_class())
+        return
+    # With a managed session, one request context per socket serves all its handler calls: building
+    # one (and matching its URL) per event costs more than most handlers. It is taken out of the cache
+    # while in use, so that two calls at once (an ack callback during a handler) never share it.
+    cache: dict[str, _SocketRequestContext] = environ.setdefault(_CONTEXTS_KEY, {})
+    ctx = cache.pop(sid, None)
+    if ctx is None or ctx.app is not app:
+        # RequestContext takes the session to use instead of opening one (Flask's public signature).
+        ctx = _SocketRequestContext(app, environ, session=_managed_session(app, environ))
+    with ctx:
+        _tag_request(sid, namespace, event, args)
+        yield
+    cache[sid] = ctx
+
+
+def forget_socket(environ: dict[str, Any], sid: str) -> None:
+    """Drop the cached request context of a socket that disconnected."""
+    cache = environ.get(_CONTEXTS_KEY)
+    if cache is not None:
+        cache.pop(sid, None)
+
+
+class _SocketRequestContext(RequestContext):
+    """A request context pushed once per handler call of one socket: its URL is matched only once."""
+
+    _matched = False
+
+    def match_request(self) -> None:
+        if not self._matched:
+            super().match_request()
+            self._matched = True
+
+
+def _tag_request(sid: str, namespace: str, event: str | None, args: tuple[Any, ...]) -> None:
+    request = flask.request
+    request.sid = sid  # type: ignore[attr-defined]
+    request.namespace = namespace  # type: ignore[attr-defined]
+    request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
 
 
 def current_socket() -> tuple[str, str] | None:

@@ -353,6 +353,8 @@ class SocketIO:
             return None
         finally:
             self._environs.pop(sid, None)
+            if environ is not None:
+                context.forget_socket(environ, sid)
 
     def _run_handler(
         self,
