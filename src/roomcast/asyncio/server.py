@@ -92,8 +92,21 @@ def _positional_arity(fn: Callable[..., Any]) -> int:
     return count
 
 
+_ASYNC: dict[Any, bool] = {}
+
+
 def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    """Whether ``fn`` is an ``async def`` (or an object whose ``__call__`` is); asked once per handler."""
+    try:
+        return _ASYNC[fn]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable callable
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    answer = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    if len(_ASYNC) < 4096:  # bounded, in case callables are made on the fly
+        _ASYNC[fn] = answer
+    return answer
 
 
 def _ack_args(result: Any) -> list[Any]:
