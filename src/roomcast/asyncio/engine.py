@@ -81,6 +81,8 @@ class Connection:
         "_notified",
         "flushing",
         "_upgrade_ws_close",
+        "_closed_event",
+        "log_id",
     )
 
     def __init__(self, app: EngineIOApp, session: Session, scope: Scope) -> None:
@@ -97,6 +99,11 @@ class Connection:
         #: A coroutine is writing this session's packets to its WebSocket.
         self.flushing = False
         self._upgrade_ws_close: asyncio.Event | None = None
+        #: Resolved when the session closes, for the WebSocket that carries it (see _run_websocket).
+        self._closed_event: asyncio.Future[None] | None = None
+        #: How log lines name the session: a prefix of the sid, which is a credential (anyone holding
+        #: it can poll and post as this client), long enough to correlate lines, too short to use.
+        self.log_id = session.sid[:6]
 
     @property
     def transport(self) -> str:
@@ -172,6 +179,8 @@ class Connection:
                 self.wake()
                 if self._upgrade_ws_close is not None:
                     self._upgrade_ws_close.set()
+                if self._closed_event is not None and not self._closed_event.done():
+                    self._closed_event.set_result(None)
                 self.app.session_closed(self, session.close_reason or Reason.TRANSPORT_CLOSE)
             return
         deadline = session.next_deadline()
@@ -323,6 +332,11 @@ class EngineIOApp:
             await asyncio.sleep(0.05)
         for conn in list(self.connections.values()):
             conn.close(Reason.SERVER_SHUTTING_DOWN, flush=False)
+        # The layer above may still be running what the closings queued (disconnect handlers): the
+        # loop ends after this, cancelling them, so give them the time left (one second at least).
+        settle = getattr(self.handler, "engine_shutdown", None)
+        if settle is not None:
+            await settle(max(1.0, deadline - self.loop.time()))
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -334,6 +348,26 @@ class EngineIOApp:
             websocket=websocket,
             scheme=scope.get("scheme", "http"),
         )
+
+    async def _refuse_handshake(self, scope: Scope) -> Response | None:
+        """The checks a handshake passes before any session exists: shutdown (503) and the
+        ``allow_request`` hook (403, the reference server's "Forbidden"). None: go ahead."""
+        if self.closing:
+            return error_response(ErrorCode.FORBIDDEN, status=503, message="Server shutting down")
+        hook = self.config.allow_request
+        if hook is None:
+            return None
+        try:
+            allowed = hook(make_environ(scope))
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        except Exception:
+            logger.exception("the allow_request hook failed: request refused")
+            allowed = False
+        if allowed:
+            return None
+        logger.info("refused a handshake: allow_request returned %r", allowed)
+        return error_response(ErrorCode.FORBIDDEN, status=403)
 
     async def _open(self, transport: str, scope: Scope) -> Connection | None:
         if self.closing:
@@ -360,7 +394,7 @@ class EngineIOApp:
         try:
             self.handler.engine_disconnect(conn, reason)
         except Exception:
-            logger.exception("disconnect handling failed for session %s", conn.sid)
+            logger.exception("disconnect handling failed for session %s", conn.log_id)
 
     def _deliver(self, conn: Connection, messages: list[str | bytes]) -> None:
         """Hand a POST's messages to the handler, in order.
@@ -389,6 +423,10 @@ class EngineIOApp:
             await self._respond(send, self.core.preflight(request))
             return
         if isinstance(decision, Handshake):
+            refusal = await self._refuse_handshake(scope)
+            if refusal is not None:
+                await self._respond_error(send, request, refusal)
+                return
             conn = await self._open("polling", scope)
             if conn is None:
                 response = error_response(ErrorCode.FORBIDDEN, status=401, message="Unauthorized")
@@ -428,7 +466,7 @@ class EngineIOApp:
         try:
             session.begin_poll()
         except ProtocolError as exc:
-            logger.info("closing session %s: %s", conn.sid, exc)
+            logger.info("closing session %s: %s", conn.log_id, exc)
             conn.wake()
             conn.after()
             await self._respond_error(send, request, error_response(ErrorCode.BAD_REQUEST))
@@ -459,7 +497,7 @@ class EngineIOApp:
         try:
             session.begin_post()
         except ProtocolError as exc:
-            logger.info("closing session %s: %s", conn.sid, exc)
+            logger.info("closing session %s: %s", conn.log_id, exc)
             conn.after()
             await self._respond_error(send, request, error_response(ErrorCode.BAD_REQUEST))
             return
@@ -467,7 +505,7 @@ class EngineIOApp:
             try:
                 body = await read_body(receive, self.config.max_http_buffer_size)
             except BodyTooLarge:
-                logger.info("closing session %s: POST body over max_http_buffer_size", conn.sid)
+                logger.info("closing session %s: POST body over max_http_buffer_size", conn.log_id)
                 session.abort(Reason.PAYLOAD_TOO_LARGE)
                 conn.after()
                 await self._respond_error(
@@ -479,7 +517,7 @@ class EngineIOApp:
             try:
                 messages = session.receive_payload(body, self.loop.time())
             except ProtocolError as exc:
-                logger.info("closing session %s: %s", conn.sid, exc)
+                logger.info("closing session %s: %s", conn.log_id, exc)
                 conn.after()
                 status = 413 if isinstance(exc, PayloadTooLarge) else 400
                 await self._respond_error(
@@ -506,6 +544,11 @@ class EngineIOApp:
             await send({"type": "websocket.close", "code": 1008})
             return
         if isinstance(decision, Handshake):
+            if await self._refuse_handshake(scope) is not None:
+                # A bare 403, as for every WebSocket refusal: uvicorn's websocket.http.response
+                # support logs an error after sending the body.
+                await send({"type": "websocket.close", "code": 1008})
+                return
             conn = await self._open("websocket", scope)
             if conn is None:
                 await send({"type": "websocket.close", "code": 1008})
@@ -552,7 +595,7 @@ class EngineIOApp:
                 try:
                     out = session.receive_upgrade(data, self.loop.time())
                 except ProtocolError as exc:
-                    logger.info("upgrade of session %s failed: %s", conn.sid, exc)
+                    logger.info("upgrade of session %s failed: %s", conn.log_id, exc)
                     await send({"type": "websocket.close", "code": 1002})
                     return False
                 upgraded = session.transport == "websocket"
@@ -574,20 +617,45 @@ class EngineIOApp:
             await send({"type": "websocket.send", "bytes": packet})
 
     async def _run_websocket(self, conn: Connection, receive: Receive, send: Send) -> None:
+        """Serve a session on its WebSocket until the client goes, or the session closes and the
+        socket is done with it.
+
+        Reader and writer both block in ``send()`` once a client stops reading, and ASGI cannot abort a
+        connection: the only way out is to return. So the reader runs as a task of its own, and when
+        the session closes the client gets a bounded grace to take its last frames (none when it was
+        closed for not reading: ``send buffer full``); then both are cancelled and the ASGI server
+        closes the socket, which releases the session's tasks and buffers.
+        """
+        closed = conn._closed_event = self.loop.create_future()
+        if conn.closed:
+            closed.set_result(None)
         writer = asyncio.ensure_future(self._ws_writer(conn, send))
+        reader = asyncio.ensure_future(self._ws_reader(conn, receive, send))
         try:
-            await self._ws_reader(conn, receive, send)
+            await asyncio.wait((reader, closed), return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                # Normally the writer flushes, sends the close frame, and the reader sees the disconnect.
+                grace = 0.0 if conn.session.close_reason == Reason.SEND_BUFFER_FULL else _CLOSE_GRACE
+                await asyncio.wait((reader,), timeout=grace)
         finally:
+            conn._closed_event = None
+            gave_up = not reader.done()
+            if gave_up:
+                reader.cancel()
             if not conn.closed:
                 conn.session.transport_closed(Reason.TRANSPORT_CLOSE)
                 conn.after()
             conn.wake()
+            if gave_up or conn.session.close_reason == Reason.SEND_BUFFER_FULL:
+                writer.cancel()  # it is stuck in send() too, or about to be
             try:
-                await asyncio.wait_for(writer, timeout=5)
+                await asyncio.wait_for(writer, timeout=_CLOSE_GRACE)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 writer.cancel()
             except Exception:  # the socket broke while flushing: nothing more to do
                 pass
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
 
     async def _ws_reader(self, conn: Connection, receive: Receive, send: Send) -> None:
         session = conn.session
@@ -609,17 +677,17 @@ class EngineIOApp:
                     if size * 4 > limit:
                         size = len(data.encode("utf-8", "surrogatepass"))
                 if size > limit:
-                    logger.info("closing session %s: message of %d bytes over the limit", conn.sid, size)
+                    logger.info("closing session %s: message of %d bytes over the limit", conn.log_id, size)
                     session.abort(Reason.PAYLOAD_TOO_LARGE)
                     conn.after()
-                    await self._ws_close(send, 1009)
+                    await self._ws_close(send, 1009, Reason.PAYLOAD_TOO_LARGE)
                     return
                 try:
                     result = session.receive(data, loop.time())
                 except ProtocolError as exc:
-                    logger.info("closing session %s: %s", conn.sid, exc)
+                    logger.info("closing session %s: %s", conn.log_id, exc)
                     conn.after()
-                    await self._ws_close(send, 1002)
+                    await self._ws_close(send, 1002, session.close_reason or "")
                     return
                 if result is not None:
                     handler.engine_message(conn, result)
@@ -647,11 +715,14 @@ class EngineIOApp:
         conn.flushing = True
         try:
             while session.has_packets or session.state is State.CLOSING:
-                for packet in session.take_packets():
+                # hold=True: the batch counts against max_send_buffer until written, since send()
+                # blocks as long as the client does not read.
+                for packet in session.take_packets(hold=True):
                     if type(packet) is str:
                         await send({"type": "websocket.send", "text": packet})
                     else:
                         await send({"type": "websocket.send", "bytes": packet})
+                session.written()
                 if session.state is State.CLOSED:
                     conn.after()
                     break
@@ -667,13 +738,18 @@ class EngineIOApp:
             if session.state is State.CLOSED:
                 break
             await conn.wait()
-        await self._ws_close(send, 1000)
+        await self._ws_close(send, 1000, session.close_reason or "")
 
-    async def _ws_close(self, send: Send, code: int) -> None:
+    async def _ws_close(self, send: Send, code: int, reason: str = "") -> None:
+        """Close the WebSocket; ``reason`` (the session's close reason) tells the client why."""
         try:
-            await send({"type": "websocket.close", "code": code})
+            await send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:  # already closed by the other side
             pass
+
+
+#: Seconds a WebSocket client gets to take its last frames once its session closed.
+_CLOSE_GRACE = 5.0
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -735,7 +811,7 @@ class EngineServer:
         try:
             result = fn(*args)
         except Exception:
-            logger.exception("the %s handler failed for session %s", event, args[0])
+            logger.exception("the %s handler failed for session %s", event, str(args[0])[:6])
             return None
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)

@@ -23,6 +23,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
@@ -366,6 +367,8 @@ class AsyncServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: The application's own tasks (start_background_task), among ``_tasks``.
+        self._background_tasks: weakref.WeakSet[asyncio.Future[Any]] = weakref.WeakSet()
         #: Work handed to the loop by worker threads (see :meth:`_post`).
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._inbox_scheduled = False
@@ -439,12 +442,15 @@ class AsyncServer:
     def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
         """Run ``target`` as an asyncio task (a coroutine function) or on a worker thread (a plain one)."""
         if _is_async(target):
-            return self._spawn(target(*args, **kwargs))  # type: ignore[return-value]
-        self._bind()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self.workers.submit(self._call_in_thread, future, lambda: target(*args, **kwargs), ())
-        return self._spawn(future)  # type: ignore[return-value]
+            task = self._spawn(target(*args, **kwargs))
+        else:
+            self._bind()
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            self.workers.submit(self._call_in_thread, future, lambda: target(*args, **kwargs), ())
+            task = self._spawn(future)
+        self._background_tasks.add(task)  # not waited for at shutdown (see engine_shutdown)
+        return task  # type: ignore[return-value]
 
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
@@ -1158,6 +1164,14 @@ class AsyncServer:
         """Disconnect every client ("server shutting down") and stop."""
         if self.engine is not None:
             await self.engine.shutdown()
+
+    async def engine_shutdown(self, timeout: float) -> None:
+        """Every session is closed: wait, within ``timeout``, for the handlers still queued or running
+        (the disconnect handlers, mostly), which would otherwise be cancelled with the loop.
+        Background tasks are the application's to stop."""
+        running = [t for t in self._tasks if not t.done() and t not in self._background_tasks]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
 
     # -- ASGI -------------------------------------------------------------------------------------
 

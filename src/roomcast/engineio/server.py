@@ -65,6 +65,9 @@ class EngineConfig:
     http_compression: bool = True
     compression_threshold: int = 1024
     max_connections: int | None = None
+    #: ``callable(environ) -> bool`` (or an awaitable bool), asked before each handshake, before any
+    #: session exists (Node's ``allowRequest``); False refuses it with 403. The I/O layer calls it.
+    allow_request: Callable[[dict[str, Any]], Any] | None = None
 
     def session_config(self) -> SessionConfig:
         return SessionConfig(
@@ -141,9 +144,20 @@ Decision = Union[Handshake, Poll, Post, Upgrade, Preflight, Rejected]
 
 
 def error_response(code: tuple[int, str], status: int = 400, message: str | None = None) -> Response:
-    """The reference server's JSON error body; nothing from the request is reflected in it."""
+    """The reference server's JSON error body.
+
+    A ``message`` may quote a character or two of the offending input (``unknown Engine.IO packet type
+    '<'``), so ``<``, ``>`` and ``&`` are written as JSON escapes and the body is marked ``nosniff``:
+    whatever a browser makes of it, it never holds markup from the request.
+    """
     body = json.dumps({"code": code[0], "message": message or code[1]}, separators=(",", ":"))
-    return Response(status=status, body=body.encode(), headers=[("content-type", "application/json")])
+    if message:
+        body = body.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Response(
+        status=status,
+        body=body.encode(),
+        headers=[("content-type", "application/json"), ("x-content-type-options", "nosniff")],
+    )
 
 
 class EngineCore:

@@ -93,6 +93,7 @@ class Session:
         "close_reason",
         "_queue",
         "_queued_bytes",
+        "_held_bytes",
         "_next_ping",
         "_pong_deadline",
         "_upgrade_deadline",
@@ -110,6 +111,8 @@ class Session:
         self.close_reason: str | None = None
         self._queue: deque[str | bytes] = deque()
         self._queued_bytes = 0
+        #: Of ``_queued_bytes``, what a WebSocket writer took and has not yet written (see take_packets).
+        self._held_bytes = 0
         self._next_ping: float | None = now + config.ping_interval
         self._pong_deadline: float | None = None
         self._upgrade_deadline: float | None = None
@@ -128,7 +131,8 @@ class Session:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes waiting for the transport (the outgoing buffer is bounded by ``max_send_buffer``)."""
+        """Bytes waiting for the transport, including those a writer holds (see :meth:`take_packets`);
+        bounded by ``max_send_buffer``."""
         return self._queued_bytes
 
     def handshake(self, upgrades: list[str]) -> str:
@@ -175,16 +179,30 @@ class Session:
             return False
         return True
 
-    def take_packets(self) -> list[str | bytes]:
-        """Drain the buffer for a WebSocket (one frame each). Finishes a ``CLOSING`` session."""
+    def take_packets(self, *, hold: bool = False) -> list[str | bytes]:
+        """Drain the buffer for a WebSocket (one frame each). Finishes a ``CLOSING`` session.
+
+        With ``hold``, the packets still count against ``max_send_buffer`` until :meth:`written` says
+        they went out. A WebSocket writer passes it: its ``send`` blocks while the peer does not read,
+        holding the batch, and a bound that forgot that batch would let the memory of one client that
+        stopped reading grow to twice the limit and more.
+        """
         if self.state is State.UPGRADING:
             return []
         packets = list(self._queue)
         self._queue.clear()
-        self._queued_bytes = 0
+        if hold:
+            self._held_bytes = self._queued_bytes
+        else:
+            self._queued_bytes = self._held_bytes = 0
         if self.state is State.CLOSING:
             self._finish(self.close_reason or Reason.FORCED_CLOSE)
         return packets
+
+    def written(self) -> None:
+        """The batch the last ``take_packets(hold=True)`` returned has been written: stop counting it."""
+        self._queued_bytes = max(0, self._queued_bytes - self._held_bytes)
+        self._held_bytes = 0
 
     @property
     def has_packets(self) -> bool:
@@ -403,5 +421,5 @@ class Session:
         self.state = State.CLOSED
         self.close_reason = reason
         self._queue.clear()
-        self._queued_bytes = 0
+        self._queued_bytes = self._held_bytes = 0
         self._next_ping = self._pong_deadline = self._upgrade_deadline = None
