@@ -38,6 +38,7 @@ node: $(NODE_STAMP)
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
 
 # Re-run when the package's metadata (dependencies, extras) changes.
 $(VENV_STAMP): pyproject.toml | $(VPY)

@@ -41,8 +41,10 @@ def require_browser() -> None:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One chromium per test module. Not per session: Playwright's sync API keeps an event loop
+    running in this thread while it is open, which would break later tests that call asyncio.run()."""
     require_browser()
     from playwright.sync_api import expect, sync_playwright
 
