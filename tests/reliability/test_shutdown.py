@@ -12,11 +12,12 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from tests.reliability.harness import TIMEOUT, ServerProcess
@@ -131,3 +132,15 @@ def test_posts_beginning_with_open_ping_or_noop_are_answered_and_sigterm_still_w
     assert time.monotonic() - start < EXIT_BOUND
     assert server.proc.returncode in CLEAN_EXIT, server.output()
     assert "Traceback" not in server.output()
+
+
+def test_handshakes_are_refused_once_shutdown_began(serve: Any) -> None:
+    app = serve()
+    app.live.run_sync(app.engine.begin_shutdown)
+    with httpx.Client(timeout=TIMEOUT) as http:
+        r = http.get(app.url, params={"EIO": "4", "transport": "polling"})
+    assert r.status_code == 503 and r.json() == {"code": 4, "message": "Server shutting down"}
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(app.ws_url(), open_timeout=TIMEOUT).__enter__()
+    assert refused.value.response.status_code == 403
+    assert app.connection_count() == 0
