@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from .._arguments import ack_args, call_result, data_args
 from ..engineio.client import PROBE, UPGRADE, EngineClient, Reason, State, engine_url
 from ..exceptions import BadNamespaceError, ConnectionError, DisconnectedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
@@ -46,29 +47,6 @@ logger = logging.getLogger("roomcast.client")
 
 _RESERVED = frozenset({"connect", "connect_error", "disconnect"})
 _TRANSPORTS = ("polling", "websocket")
-
-
-def _data_args(data: Any) -> tuple[Any, ...]:
-    """The data convention: a tuple is several arguments, None is none, anything else is one."""
-    if data is None:
-        return ()
-    if isinstance(data, tuple):
-        return data
-    return (data,)
-
-
-def _ack_args(result: Any) -> list[Any]:
-    """A handler's return value as ack arguments (same convention as :func:`_data_args`)."""
-    return list(_data_args(result))
-
-
-def _call_result(args: list[Any]) -> Any:
-    """What ``call`` returns for ack arguments: None, the single value, or a tuple of several."""
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return tuple(args)
 
 
 def _accepts_args(fn: Callable[..., Any], count: int) -> bool:
@@ -578,7 +556,7 @@ class AsyncClient:
         """
         ns = namespace or "/"
         conn = self._connection_for(ns)
-        messages, ack_id = conn.session.emit(ns, event, _data_args(data), callback is not None)
+        messages, ack_id = conn.session.emit(ns, event, data_args(data), callback is not None)
         if ack_id is not None:
             assert callback is not None
             conn.callbacks[ack_id] = callback
@@ -596,7 +574,7 @@ class AsyncClient:
         """
         ns = namespace or "/"
         conn = self._connection_for(ns)
-        messages, ack_id = conn.session.emit(ns, event, _data_args(data), True)
+        messages, ack_id = conn.session.emit(ns, event, data_args(data), True)
         assert ack_id is not None
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         conn.calls[ack_id] = fut
@@ -612,7 +590,7 @@ class AsyncClient:
         finally:
             conn.calls.pop(ack_id, None)
             conn.session.forget_ack(ack_id)
-        return _call_result(args)
+        return call_result(args)
 
     # -- ending ---------------------------------------------------------------------------------------
 
@@ -797,7 +775,7 @@ class AsyncClient:
             fn, lead = self._find_handler(ns, name)
             result = await self._invoke(fn, *lead, *args) if fn is not None else None
             if ack_id is not None and not conn.closed and conn.session.connected(ns):
-                await self._send(conn, conn.session.ack(ns, ack_id, _ack_args(result)))
+                await self._send(conn, conn.session.ack(ns, ack_id, ack_args(result)))
         elif kind == "callback":
             await self._invoke(item[1], *item[2])
         elif kind == "connect":

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
+from .._arguments import ack_args, call_result, data_args, positional_arity
 from ..engineio.server import EngineConfig
 from ..engineio.session import Reason as EngineReason
 from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
@@ -78,21 +79,6 @@ _IGNORED_OPTIONS = {
 _RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting"})
 
 
-def _positional_arity(fn: Callable[..., Any]) -> int:
-    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 99
-    count = 0
-    for p in params:
-        if p.kind is p.VAR_POSITIONAL:
-            return 99
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
-
-
 _ASYNC: dict[Any, bool] = {}
 
 
@@ -108,24 +94,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     if len(_ASYNC) < 4096:  # bounded, in case callables are made on the fly
         _ASYNC[fn] = answer
     return answer
-
-
-def _ack_args(result: Any) -> list[Any]:
-    """A handler's return value as ack arguments: None → none, a tuple → several, else one."""
-    if result is None:
-        return []
-    if isinstance(result, tuple):
-        return list(result)
-    return [result]
-
-
-def _data_args(data: Any) -> tuple[Any, ...]:
-    """python-socketio's convention for ``emit(data=...)``: a tuple is several arguments."""
-    if data is None:
-        return ()
-    if isinstance(data, tuple):
-        return data
-    return (data,)
 
 
 def _set_result(future: asyncio.Future[Any], result: Any) -> None:
@@ -871,7 +839,7 @@ class AsyncServer:
             try:
                 self._send_packets(
                     socket.conn,
-                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=_ack_args(value), id=ack_id),
+                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=ack_args(value), id=ack_id),
                 )
             except (TypeError, ValueError) as exc:
                 # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
@@ -912,7 +880,7 @@ class AsyncServer:
     def _call_args(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
         arity = self._arity.get(fn)
         if arity is None:
-            arity = self._arity[fn] = _positional_arity(fn)
+            arity = self._arity[fn] = positional_arity(fn)
         return args if len(args) <= arity else args[:arity]
 
     async def _invoke(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -1037,7 +1005,7 @@ class AsyncServer:
         ``data`` is one argument, or a tuple of several. ``skip_sid`` (a sid or a list) and
         ``exclude_rooms`` leave recipients out. ``callback`` is called with each recipient's ack.
         """
-        self._emit(event, _data_args(data), to if to is not None else room, namespace, skip_sid,
+        self._emit(event, data_args(data), to if to is not None else room, namespace, skip_sid,
                    exclude_rooms, callback)
 
     async def send(
@@ -1074,7 +1042,7 @@ class AsyncServer:
             raise builtins.ValueError(f"no connected client with sid {target!r}")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         ack_id = socket.add_ack(_AckWaiter(future), self.max_pending_acks)
-        items = encode_event(socket.namespace, event, _data_args(data), ack_id, self.serializer)
+        items = encode_event(socket.namespace, event, data_args(data), ack_id, self.serializer)
         socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
         try:
             args = await asyncio.wait_for(future, timeout)
@@ -1083,9 +1051,7 @@ class AsyncServer:
             if isinstance(exc, TimeoutError):  # dropped past max_pending_acks (see Socket.add_ack)
                 raise
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
-        if not args:
-            return None
-        return args[0] if len(args) == 1 else args
+        return call_result(args)
 
     # -- rooms and sessions -----------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..exceptions import ProtocolError
-from .packets import SEPARATOR, PacketType, decode_payload, encode_payload
+from .packets import SEPARATOR, decode_payload, encode_payload
 
 __all__ = ["State", "SessionConfig", "Session", "Reason"]
 
