@@ -32,6 +32,7 @@ from ..engineio.server import (
 )
 from ..engineio.session import Reason, Session, State
 from ..exceptions import PayloadTooLarge, ProtocolError
+from .eager import resume
 from .asgi import (
     ASGIApp,
     BodyTooLarge,
@@ -83,6 +84,8 @@ class Connection:
         "_upgrade_ws_close",
         "_closed_event",
         "log_id",
+        "ws_send",
+        "_pending",
     )
 
     def __init__(self, app: EngineIOApp, session: Session, scope: Scope) -> None:
@@ -104,6 +107,11 @@ class Connection:
         #: How log lines name the session: a prefix of the sid, which is a credential (anyone holding
         #: it can poll and post as this client), long enough to correlate lines, too short to use.
         self.log_id = session.sid[:6]
+        #: The ASGI ``send`` of the WebSocket carrying the session (None on polling).
+        self.ws_send: Send | None = None
+        #: A write that suspended during an eager flush, for the writer task to finish:
+        #: (the send coroutine, what it yielded, the packets after it).
+        self._pending: tuple[Any, Any, list[str | bytes]] | None = None
 
     @property
     def transport(self) -> str:
@@ -114,22 +122,55 @@ class Connection:
         return self.session.state is State.CLOSED
 
     def send(self, packet: str | bytes) -> None:
-        """Queue one encoded packet (``"4..."`` or binary ``bytes``) and wake the transport."""
+        """Queue one encoded packet (``"4..."`` or binary ``bytes``) and get it written."""
         if self.session.send(packet):
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._kick()
         else:
             self.after()
 
     def send_many(self, packets: list[str | bytes]) -> None:
         """Queue packets that must stay together (a Socket.IO packet and its attachments)."""
         if self.session.send_many(packets):
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._kick()
         else:
             self.after()
+
+    def _kick(self) -> None:
+        """Get the queue written: on an idle WebSocket right now, else by waking its waiter."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody parked: the flusher at work (or the next GET) takes the new packets
+        if self.ws_send is not None and not self.flushing and self.session.state is State.OPEN:
+            if self._write_now():
+                return
+        waiter.set_result(None)
+
+    def _write_now(self) -> bool:
+        """Write the queue through the WebSocket's ``send`` without a task switch (a broadcast reaches
+        each idle recipient this way). False when a write would wait (the client is not reading) or
+        failed: the writer task then takes over, finishing the suspended write first."""
+        send = self.ws_send
+        assert send is not None
+        session = self.session
+        packets = session.take_packets(hold=True)
+        for index, packet in enumerate(packets):
+            coro: Any
+            if type(packet) is str:
+                coro = send({"type": "websocket.send", "text": packet})
+            else:
+                coro = send({"type": "websocket.send", "bytes": packet})
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                continue
+            except Exception:  # the socket is gone; its reader ends the session
+                session.written()
+                return False
+            self._pending = (coro, yielded, packets[index + 1:])
+            self.flushing = True
+            return False
+        session.written()
+        return True
 
     def close(self, reason: str = Reason.FORCED_CLOSE, *, flush: bool = True) -> None:
         """Close the session (after flushing what is queued, unless ``flush`` is false)."""
@@ -629,6 +670,7 @@ class EngineIOApp:
         closed = conn._closed_event = self.loop.create_future()
         if conn.closed:
             closed.set_result(None)
+        conn.ws_send = send
         writer = asyncio.ensure_future(self._ws_writer(conn, send))
         reader = asyncio.ensure_future(self._ws_reader(conn, receive, send))
         try:
@@ -639,6 +681,7 @@ class EngineIOApp:
                 await asyncio.wait((reader,), timeout=grace)
         finally:
             conn._closed_event = None
+            conn.ws_send = None
             gave_up = not reader.done()
             if gave_up:
                 reader.cancel()
@@ -732,6 +775,9 @@ class EngineIOApp:
     async def _ws_writer(self, conn: Connection, send: Send) -> None:
         session = conn.session
         while True:
+            if conn._pending is not None:
+                await self._finish_pending(conn, send)
+                continue
             if (session.has_packets or session.state is State.CLOSING) and not conn.flushing:
                 await self._flush(conn, send)
                 continue
@@ -739,6 +785,22 @@ class EngineIOApp:
                 break
             await conn.wait()
         await self._ws_close(send, 1000, session.close_reason or "")
+
+    async def _finish_pending(self, conn: Connection, send: Send) -> None:
+        """Finish the write an eager flush left suspended, then the packets that were behind it."""
+        assert conn._pending is not None
+        coro, yielded, rest = conn._pending
+        conn._pending = None
+        try:
+            await resume(coro, yielded)
+            for packet in rest:
+                if type(packet) is str:
+                    await send({"type": "websocket.send", "text": packet})
+                else:
+                    await send({"type": "websocket.send", "bytes": packet})
+            conn.session.written()
+        finally:
+            conn.flushing = False
 
     async def _ws_close(self, send: Send, code: int, reason: str = "") -> None:
         """Close the WebSocket; ``reason`` (the session's close reason) tells the client why."""

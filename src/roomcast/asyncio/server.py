@@ -39,6 +39,7 @@ from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
 from ..socketio.rooms import Rooms
 from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
+from .eager import resume
 from .engine import Connection, EngineIOApp
 from .workers import Workers
 
@@ -104,33 +105,6 @@ def _set_result(future: asyncio.Future[Any], result: Any) -> None:
 def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
-
-
-async def _resume(coro: Any, yielded: Any) -> Any:
-    """Finish a coroutine that was started by hand (``coro.send(None)``) and suspended on ``yielded``.
-
-    This is what a Task does for its coroutine: wait for the future it yielded, then step it again;
-    the coroutine reads the future's result (or exception) itself when it resumes.
-    """
-    while True:
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)
-            elif asyncio.isfuture(yielded):
-                yielded._asyncio_future_blocking = False
-                await asyncio.wait((yielded,))
-            else:
-                raise RuntimeError(f"coroutine yielded {yielded!r}, which asyncio cannot wait for")
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
 
 
 async def _settle(awaitable: Any, finish: Callable[[bool, Any], None]) -> None:
@@ -778,7 +752,7 @@ class AsyncServer:
 
     async def _resume_item(self, socket: Socket, coro: Any, yielded: Any, chained: bool) -> None:
         try:
-            await _resume(coro, yielded)
+            await resume(coro, yielded)
         except asyncio.CancelledError:
             self._idle(socket)
             raise
