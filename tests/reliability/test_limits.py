@@ -231,3 +231,37 @@ def test_connect_timeout(serve: Callable[..., App], logs: Any) -> None:
     lines = roomcast_lines(logs.records)
     assert len(lines) == 2 and all("connect_timeout" in line for line in lines), lines
     assert not log_problems(logs.records)
+
+
+# -- events waiting for one socket's handlers ------------------------------------------------------
+
+
+def test_queued_events_per_socket(serve: Callable[..., App], logs: Any) -> None:
+    """A client that sends faster than its (ordered) handlers finish is closed, not buffered without end."""
+    import threading
+
+    app = serve(max_queued_events=5)
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold(sid: str) -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    app.sio.on("hold", hold)
+    try:
+        with Canary(app) as canary:
+            ws = ws_open(app)
+            with ws:
+                ws.send('42["hold"]')
+                assert started.wait(TIMEOUT)
+                for i in range(5):  # these wait behind "hold": within the limit
+                    ws.send(f'42["echo",{i}]')
+                ws.send('42["echo","one too many"]')
+                code, reason = ws_close_frame(ws)
+            assert reason == roomcast.Reason.EVENT_QUEUE_FULL
+            release.set()
+            canary.check()
+    finally:
+        release.set()
+    only_lines(logs, "max_queued_events")

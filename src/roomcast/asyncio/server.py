@@ -64,6 +64,7 @@ class Reason:
     SEND_BUFFER_FULL = EngineReason.SEND_BUFFER_FULL
     FORCED_CLOSE = EngineReason.FORCED_CLOSE
     FORCED_SERVER_CLOSE = "forced server close"
+    EVENT_QUEUE_FULL = "event queue full"
 
 
 _ENGINE_OPTIONS = {f for f in EngineConfig.__dataclass_fields__}
@@ -245,7 +246,7 @@ class AsyncServer:
     ``max_connections``, ``upgrade_timeout``), and ``namespaces`` (None: the registered ones; ``'*'``:
     any; or a list of names, compiled regexes and ``callable(name, auth)``), ``connect_timeout``
     (45 s), ``max_attachments`` (10), ``max_namespaces`` (64 per connection), ``max_pending_acks``
-    (1024 per socket), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
+    (1024 per socket), ``max_queued_events`` (1024 events waiting for one socket's handlers), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
     ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``, ``connection_state_recovery``
     (None; True or ``{"max_disconnection_duration": 120, "skip_middlewares": True}``, see docs/recovery.md).
     """
@@ -260,6 +261,7 @@ class AsyncServer:
         max_attachments: int = 10,
         max_namespaces: int | None = 64,
         max_pending_acks: int | None = 1024,
+        max_queued_events: int | None = 1024,
         json: Any = None,
         always_connect: bool = False,
         concurrent_handlers: bool = False,
@@ -295,6 +297,7 @@ class AsyncServer:
         self.max_attachments = max_attachments
         self.max_namespaces = max_namespaces
         self.max_pending_acks = max_pending_acks
+        self.max_queued_events = max_queued_events
         self.always_connect = always_connect
         self.concurrent_handlers = concurrent_handlers
         self.async_handlers = async_handlers
@@ -709,6 +712,15 @@ class AsyncServer:
             self._start(socket, item, chained=False)
             return
         if socket.running:
+            limit = self.max_queued_events
+            if limit is not None and len(socket.queue) >= limit and item[0] == "event":
+                # The client sends faster than its handlers finish: refuse to buffer without bound.
+                self.logger.info(
+                    "closing session %s: more than %d events waiting for their handlers (max_queued_events)",
+                    socket.conn.log_id, limit,
+                )
+                socket.conn.close(Reason.EVENT_QUEUE_FULL, flush=False)
+                return
             socket.queue.append(item)
             return
         socket.running = True
