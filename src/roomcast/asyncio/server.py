@@ -108,6 +108,14 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+def _engine_packets(items: list[str | bytes]) -> list[str | bytes]:
+    """Encoded Socket.IO items (text first, then attachments) as Engine.IO message packets: the text
+    gets the message type ``4``; binary attachments travel as binary messages, unchanged."""
+    first = items[0]
+    assert isinstance(first, str)
+    return ["4" + first, *items[1:]]
+
+
 async def _settle(awaitable: Any, finish: Callable[[bool, Any], None]) -> None:
     """Await a handler and report its outcome: ``finish(True, result)`` or ``finish(False, exc)``."""
     try:
@@ -645,7 +653,7 @@ class AsyncServer:
         recovery = self._recovery
         assert recovery is not None
         items = encode_event(namespace, event, (*args, recovery.next_offset()), None, self.serializer)
-        packets = ["4" + items[0], *items[1:]]  # type: ignore[operator]
+        packets = _engine_packets(items)
         rooms = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
         excluded: tuple[str, ...] = ()
         if skip_sid is not None:
@@ -910,11 +918,11 @@ class AsyncServer:
     # -- sending ----------------------------------------------------------------------------------
 
     def _send_packets(self, conn: Connection, packet: Packet) -> None:
-        items = encode(packet, self.serializer)
-        if len(items) == 1:
-            conn.send("4" + items[0])  # type: ignore[operator]
+        packets = _engine_packets(encode(packet, self.serializer))
+        if len(packets) == 1:
+            conn.send(packets[0])
         else:
-            conn.send_many(["4" + items[0], *items[1:]])  # type: ignore[operator]
+            conn.send_many(packets)
 
     def _recipients(
         self,
@@ -951,7 +959,7 @@ class AsyncServer:
         sockets = self.sockets
         if callback is None:
             items = encode_event(namespace, event, args, None, self.serializer)
-            packets = ["4" + items[0], *items[1:]]  # type: ignore[operator]
+            packets = _engine_packets(items)
             for sid in sids:
                 socket = sockets.get(sid)
                 if socket is not None:
@@ -963,7 +971,7 @@ class AsyncServer:
                 continue
             ack_id = socket.add_ack(self._wrap_callback(callback), self.max_pending_acks)
             items = encode_event(namespace, event, args, ack_id, self.serializer)
-            socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
+            socket.deliver(_engine_packets(items))
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(callback, asyncio.Future):
@@ -1029,7 +1037,7 @@ class AsyncServer:
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         ack_id = socket.add_ack(_AckWaiter(future), self.max_pending_acks)
         items = encode_event(socket.namespace, event, data_args(data), ack_id, self.serializer)
-        socket.deliver(["4" + items[0], *items[1:]])  # type: ignore[operator]
+        socket.deliver(_engine_packets(items))
         try:
             args = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError as exc:
