@@ -20,8 +20,12 @@ endif
 
 .PHONY: test demo bench lint venv node chromium clean-stamps
 
+# The whole suite runs on Roomcast's uvicorn WebSocket protocol (what `roomcast run` and
+# `socketio.run` serve with); the live-server suites run again over plain ASGI, as a bare
+# `uvicorn app:app` serves.
 test: $(VENV_STAMP) $(NODE_STAMP) chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	ROOMCAST_TEST_WS=websockets-sansio $(VENV)/bin/pytest -q tests/server tests/asyncio tests/interop tests/reliability $(PYTEST_ARGS)
 
 demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(VPY) examples/demo.py

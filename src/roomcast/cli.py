@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "load_target", "serve", "flask_run_command"]
+__all__ = ["main", "load_target", "serve", "flask_run_command", "websocket_protocol"]
 
 
 def load_target(target: str) -> Any:
@@ -69,7 +69,17 @@ def serve(
     import uvicorn
 
     uvicorn.run(obj, host=host, port=port, log_level="info" if log_output else "warning",
-                access_log=bool(log_output), ws_per_message_deflate=False)
+                access_log=bool(log_output), ws_per_message_deflate=False, ws=websocket_protocol())
+
+
+def websocket_protocol() -> Any:
+    """The ``ws`` for uvicorn: Roomcast's WebSocket protocol (a direct lane for messages, see
+    :mod:`roomcast.asyncio.uvicorn_ws`), or uvicorn's choice if this uvicorn lacks what it extends."""
+    try:
+        from .asyncio.uvicorn_ws import WebSocketProtocol
+    except ImportError:
+        return "auto"
+    return WebSocketProtocol
 
 
 def _socketio_of(obj: Any) -> tuple[Any, Any]:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 
+from tests.helpers import uvicorn_ws
+
 T = TypeVar("T")
 
 START_TIMEOUT = 10.0
@@ -39,7 +41,7 @@ class LiveServer:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,
-            **options,
+            **{"ws": uvicorn_ws(), **options},
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import uvicorn_ws
 from tests.helpers.servers import free_port
 
 
@@ -47,7 +48,8 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(asgi_app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(asgi_app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                                ws=uvicorn_ws())
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, uvicorn_ws
 
 HOST = "127.0.0.1"
 
@@ -288,6 +288,8 @@ class RoomcastServer(ServerProcess):
             # until the poll ends (up to pingInterval, 25 s).
             "--timeout-graceful-shutdown",
             str(self.graceful_shutdown),
+            "--ws",
+            uvicorn_ws(),
             *self.extra_args,
         ]
 

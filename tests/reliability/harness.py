@@ -27,6 +27,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import roomcast
+from tests.helpers import uvicorn_ws
 
 T = TypeVar("T")
 TIMEOUT = 5.0
@@ -61,6 +62,7 @@ class LiveServer:
         options.setdefault("log_level", "warning")
         options.setdefault("lifespan", "off")
         options.setdefault("timeout_graceful_shutdown", 2)
+        options.setdefault("ws", uvicorn_ws())
         self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, **options))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name=f"uvicorn-{self.port}", daemon=True

@@ -23,8 +23,10 @@ import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 import roomcast  # noqa: E402
+from tests.helpers import uvicorn_ws  # noqa: E402
 
 
 _say_lock = threading.Lock()
@@ -111,7 +113,8 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections made before uvicorn runs wait in the backlog
     app = roomcast.ASGIApp(build(options))
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5,
+                            ws=uvicorn_ws())
     server = uvicorn.Server(config)
     say("port", sock.getsockname()[1])
     server.run(sockets=[sock])

@@ -18,6 +18,7 @@ from typing import Any
 from websockets.sync.client import connect as ws_connect
 
 import roomcast
+from roomcast.asyncio.engine import DIRECT_EXTENSION
 from tests.reliability.harness import (
     TIMEOUT,
     App,
@@ -55,7 +56,30 @@ class SendMeter:
             if message["type"] == "websocket.send":
                 self.sent[port] += len(message.get("text") or message.get("bytes") or b"")
 
+        extensions = scope.get("extensions") or {}
+        lane = extensions.get(DIRECT_EXTENSION)
+        if lane is not None:
+            scope = {**scope, "extensions": {**extensions, DIRECT_EXTENSION: MeteredLane(lane, self.sent, port)}}
         await self.app(scope, receive, metered)
+
+
+class MeteredLane:
+    """The WebSocket protocol's direct lane, counting the bytes it took, like ``metered`` above."""
+
+    def __init__(self, lane: Any, sent: dict[int, int], port: int) -> None:
+        self.lane, self.sent, self.port = lane, sent, port
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lane, name)
+
+    def write(self, packet: Any) -> bool:
+        return self.write_many([packet])
+
+    def write_many(self, packets: list[Any]) -> bool:
+        if not self.lane.write_many(packets):
+            return False
+        self.sent[self.port] += sum(len(packet) for packet in packets)
+        return True
 
 
 class NonReader:

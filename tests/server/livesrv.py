@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 import roomcast
+from tests.helpers import uvicorn_ws
 
 
 def free_port() -> int:
@@ -26,7 +27,8 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                                ws=uvicorn_ws())
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

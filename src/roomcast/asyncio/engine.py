@@ -52,6 +52,10 @@ __all__ = ["Connection", "EngineHandler", "EngineIOApp", "EngineServer"]
 
 logger = logging.getLogger("roomcast")
 
+#: The ASGI scope extension through which a WebSocket server offers Roomcast a direct lane
+#: (see :mod:`roomcast.asyncio.uvicorn_ws`).
+DIRECT_EXTENSION = "roomcast.websocket"
+
 
 class EngineHandler(Protocol):
     """What sits on top of Engine.IO: told of sessions opening, messages and closings (on the loop)."""
@@ -86,6 +90,7 @@ class Connection:
         "log_id",
         "ws_send",
         "_pending",
+        "direct",
     )
 
     def __init__(self, app: EngineIOApp, session: Session, scope: Scope) -> None:
@@ -112,6 +117,9 @@ class Connection:
         #: A write that suspended during an eager flush, for the writer task to finish:
         #: (the send coroutine, what it yielded, the packets after it).
         self._pending: tuple[Any, Any, list[str | bytes]] | None = None
+        #: The WebSocket protocol's direct lane (see :mod:`roomcast.asyncio.uvicorn_ws`), when the
+        #: server offers it: packets are written through it synchronously while it is writable.
+        self.direct: Any = None
 
     @property
     def transport(self) -> str:
@@ -123,6 +131,14 @@ class Connection:
 
     def send(self, packet: str | bytes) -> None:
         """Queue one encoded packet (``"4..."`` or binary ``bytes``) and get it written."""
+        direct = self.direct
+        if (
+            direct is not None
+            and not self.flushing
+            and self.session.idle_open()
+            and direct.write(packet)
+        ):
+            return
         if self.session.send(packet):
             self._kick()
         else:
@@ -130,6 +146,14 @@ class Connection:
 
     def send_many(self, packets: list[str | bytes]) -> None:
         """Queue packets that must stay together (a Socket.IO packet and its attachments)."""
+        direct = self.direct
+        if (
+            direct is not None
+            and not self.flushing
+            and self.session.idle_open()
+            and direct.write_many(packets)
+        ):
+            return
         if self.session.send_many(packets):
             self._kick()
         else:
@@ -149,9 +173,15 @@ class Connection:
         """Write the queue through the WebSocket's ``send`` without a task switch (a broadcast reaches
         each idle recipient this way). False when a write would wait (the client is not reading) or
         failed: the writer task then takes over, finishing the suspended write first."""
+        session = self.session
+        direct = self.direct
+        if direct is not None:
+            if not direct.writable_now():
+                return False
+            direct.write_many(session.take_packets())
+            return True
         send = self.ws_send
         assert send is not None
-        session = self.session
         packets = session.take_packets(hold=True)
         for index, packet in enumerate(packets):
             coro: Any
@@ -601,7 +631,7 @@ class EngineIOApp:
             await send(accept)
             await send({"type": "websocket.send", "text": self.core.handshake_packet(conn.session)})
             conn.after()
-            await self._run_websocket(conn, receive, send)
+            await self._run_websocket(conn, scope, receive, send)
             return
         if isinstance(decision, Upgrade):
             conn = self.connections.get(decision.session.sid)
@@ -610,7 +640,7 @@ class EngineIOApp:
                 return
             await send({"type": "websocket.accept"})
             if await self._upgrade(conn, receive, send):
-                await self._run_websocket(conn, receive, send)
+                await self._run_websocket(conn, scope, receive, send)
 
     async def _upgrade(self, conn: Connection, receive: Receive, send: Send) -> bool:
         """Run the probe/upgrade exchange on a new WebSocket; True once the session moved to it."""
@@ -657,7 +687,7 @@ class EngineIOApp:
         else:
             await send({"type": "websocket.send", "bytes": packet})
 
-    async def _run_websocket(self, conn: Connection, receive: Receive, send: Send) -> None:
+    async def _run_websocket(self, conn: Connection, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a session on its WebSocket until the client goes, or the session closes and the
         socket is done with it.
 
@@ -671,8 +701,9 @@ class EngineIOApp:
         if conn.closed:
             closed.set_result(None)
         conn.ws_send = send
+        direct = (scope.get("extensions") or {}).get(DIRECT_EXTENSION)
         writer = asyncio.ensure_future(self._ws_writer(conn, send))
-        reader = asyncio.ensure_future(self._ws_reader(conn, receive, send))
+        reader = asyncio.ensure_future(self._ws_reader(conn, receive, send, direct))
         try:
             await asyncio.wait((reader, closed), return_when=asyncio.FIRST_COMPLETED)
             if not reader.done():
@@ -682,6 +713,7 @@ class EngineIOApp:
         finally:
             conn._closed_event = None
             conn.ws_send = None
+            conn.direct = None
             gave_up = not reader.done()
             if gave_up:
                 reader.cancel()
@@ -700,12 +732,18 @@ class EngineIOApp:
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
-    async def _ws_reader(self, conn: Connection, receive: Receive, send: Send) -> None:
+    async def _ws_reader(self, conn: Connection, receive: Receive, send: Send, direct: Any = None) -> None:
+        """Read the WebSocket's messages until it or the session ends.
+
+        With a direct lane (``direct``, see :mod:`roomcast.asyncio.uvicorn_ws`), once what was
+        queued before has been read, messages come from the protocol's parser straight to
+        :meth:`_ws_message`, and ``receive()`` is left with the disconnect.
+        """
         session = conn.session
-        limit = self.config.max_http_buffer_size
-        handler = self.handler
-        loop = self.loop
         while True:
+            if direct is not None and direct.take_messages(self._direct_reader(conn, direct)):
+                conn.direct = direct
+                direct = None
             message = await receive()
             mtype = message["type"]
             if mtype == "websocket.receive":
@@ -714,34 +752,11 @@ class EngineIOApp:
                     data = message.get("bytes")
                     if data is None:
                         continue
-                    size = len(data)
-                else:
-                    size = len(data)
-                    if size * 4 > limit:
-                        size = len(data.encode("utf-8", "surrogatepass"))
-                if size > limit:
-                    logger.info("closing session %s: message of %d bytes over the limit", conn.log_id, size)
-                    session.abort(Reason.PAYLOAD_TOO_LARGE)
-                    conn.after()
-                    await self._ws_close(send, 1009, Reason.PAYLOAD_TOO_LARGE)
+                stop = self._ws_message(conn, data)
+                if stop is not None:
+                    if stop[0]:
+                        await self._ws_close(send, *stop)
                     return
-                try:
-                    result = session.receive(data, loop.time())
-                except ProtocolError as exc:
-                    logger.info("closing session %s: %s", conn.log_id, exc)
-                    conn.after()
-                    await self._ws_close(send, 1002, session.close_reason or "")
-                    return
-                if result is not None:
-                    handler.engine_message(conn, result)
-                    if session.state is State.CLOSED:
-                        conn.after()
-                        return
-                else:
-                    # a control packet (pong, close...) may move the deadlines or end the session
-                    conn.after()
-                    if session.state is State.CLOSED:
-                        return
                 if session.has_packets and not conn.flushing:
                     # Answer right here rather than waking the writer task: one task switch less
                     # per round trip, and a client that does not read slows its own reading.
@@ -750,6 +765,61 @@ class EngineIOApp:
                 session.transport_closed(Reason.TRANSPORT_CLOSE)
                 conn.after()
                 return
+
+    def _direct_reader(self, conn: Connection, direct: Any) -> Callable[[str | bytes], None]:
+        """The message callback of a direct lane: :meth:`_ws_message`, then the replies written."""
+        session = conn.session
+
+        def on_message(data: str | bytes) -> None:
+            try:
+                stop = self._ws_message(conn, data)
+            except Exception:
+                logger.exception("closing session %s: error handling a message", conn.log_id)
+                session.abort(Reason.TRANSPORT_ERROR)
+                conn.after()
+                direct.close_now(1011)
+                return
+            if stop is not None:
+                if stop[0]:
+                    direct.close_now(*stop)
+                else:
+                    direct.stop_messages()
+                return
+            if session.has_packets and not conn.flushing:
+                conn._kick()
+
+        return on_message
+
+    def _ws_message(self, conn: Connection, data: str | bytes) -> tuple[int, str] | None:
+        """Handle one WebSocket message. None to read on; else stop reading, after closing the
+        WebSocket with ``(code, reason)`` when the code is not 0."""
+        session = conn.session
+        limit = self.config.max_http_buffer_size
+        size = len(data)
+        if size * 4 > limit and type(data) is str:
+            size = len(data.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            logger.info("closing session %s: message of %d bytes over the limit", conn.log_id, size)
+            session.abort(Reason.PAYLOAD_TOO_LARGE)
+            conn.after()
+            return 1009, Reason.PAYLOAD_TOO_LARGE
+        try:
+            result = session.receive(data, self.loop.time())
+        except ProtocolError as exc:
+            logger.info("closing session %s: %s", conn.log_id, exc)
+            conn.after()
+            return 1002, session.close_reason or ""
+        if result is not None:
+            self.handler.engine_message(conn, result)
+            if session.state is State.CLOSED:
+                conn.after()
+                return _STOP
+        else:
+            # a control packet (pong, close...) may move the deadlines or end the session
+            conn.after()
+            if session.state is State.CLOSED:
+                return _STOP
+        return None
 
     async def _flush(self, conn: Connection, send: Send) -> None:
         """Write what the session has queued, in order. One flusher at a time (the reader or the
@@ -809,6 +879,9 @@ class EngineIOApp:
         except Exception:  # already closed by the other side
             pass
 
+
+#: :meth:`EngineIOApp._ws_message`'s "stop reading, the session is closed".
+_STOP = (0, "")
 
 #: Seconds a WebSocket client gets to take its last frames once its session closed.
 _CLOSE_GRACE = 5.0

@@ -208,6 +208,10 @@ class Session:
     def has_packets(self) -> bool:
         return bool(self._queue)
 
+    def idle_open(self) -> bool:
+        """OPEN with nothing queued: a packet may go to the transport at once, ahead of nothing."""
+        return self.state is State.OPEN and not self._queue
+
     # -- long-polling ---------------------------------------------------------------------------
 
     def begin_poll(self) -> None:

@@ -634,6 +634,10 @@ class SocketIO:
         # Like Node's server: no per-message compression by default; it costs CPU on every frame
         # and rarely pays for small real-time messages.
         kwargs.setdefault("ws_per_message_deflate", False)
+        if "ws" not in kwargs:
+            from ..cli import websocket_protocol
+
+            kwargs["ws"] = websocket_protocol()
         for ours, theirs in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile")):
             if ours in kwargs:
                 kwargs[theirs] = kwargs.pop(ours)

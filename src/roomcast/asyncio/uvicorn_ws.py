@@ -1,0 +1,179 @@
+"""Uvicorn's WebSocket protocol with a direct lane for Roomcast: messages in and frames out without
+an ASGI round trip per message.
+
+Plain ASGI costs every WebSocket message a queue put, a task wake-up, a pause and a resume of the
+socket's reading (uvicorn pauses reading until the app has taken each message), a message dict, and
+on the way out a coroutine, an ``asyncio.Event`` check and a frame built anew for each recipient of
+a broadcast. With this protocol (``uvicorn.Config(ws=WebSocketProtocol)``, which ``roomcast run``
+and ``socketio.run`` use), a WebSocket's scope carries the extension ``"roomcast.websocket"``: the
+protocol object itself, through which Roomcast's Engine.IO layer
+
+- takes the messages straight from the frame parser (:meth:`WebSocketProtocol.take_messages`), and
+- writes frames synchronously while the socket is writable (:meth:`WebSocketProtocol.write`), the
+  frame of a text packet built once for all recipients of a broadcast.
+
+Everything else (the opening handshake, close handshake, keepalive pings, disconnect events, back
+pressure through ``send()`` when the socket is not writable) stays uvicorn's own, and any other ASGI
+app served by this protocol sees plain ASGI. Framing and parsing stay the ``websockets`` library's.
+It also closes a text frame holding invalid UTF-8 with 1007 and one log line, where uvicorn logs a
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, cast
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State as _WSState
+
+from .engine import DIRECT_EXTENSION
+
+__all__ = ["WebSocketProtocol", "EXTENSION"]
+
+#: The scope extension naming the protocol object (ASGI "extensions" key).
+EXTENSION = DIRECT_EXTENSION
+
+logger = logging.getLogger("roomcast.server")
+
+_OPEN = _WSState.OPEN
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+
+# One-entry cache of the last text frame built: a broadcast writes the very same ``str`` object to
+# every recipient, so it is encoded and framed once. Holding the reference keeps ``is`` exact.
+_last_text: str | None = None
+_last_frame = b""
+
+
+def _text_frame(text: str) -> bytes:
+    global _last_text, _last_frame
+    if text is _last_text:
+        return _last_frame
+    frame = Frame(_TEXT, text.encode()).serialize(mask=False)
+    _last_text, _last_frame = text, frame
+    return frame
+
+
+def _discard(message: str | bytes) -> None:
+    pass
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol plus Roomcast's direct lane (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_message: Callable[[str | bytes], None] | None = None
+        self._paused_writing = False
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if not self.close_sent:  # the handshake request was valid: the scope exists, the app not yet run
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[EXTENSION] = self
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        super().resume_writing()
+
+    # -- messages in ------------------------------------------------------------------------------
+
+    def take_messages(self, on_message: Callable[[str | bytes], None]) -> bool:
+        """From now on, hand each message to ``on_message`` (synchronously, from the parser) instead of
+        queueing it for ``receive()``; disconnects still come through ``receive()``.
+
+        Only once the ASGI queue is empty (False otherwise: ``receive()`` what is queued first), so
+        that messages keep their order. ``on_message`` must not raise.
+        """
+        if not self.queue.empty():
+            return False
+        self._on_message = on_message
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return True
+
+    def stop_messages(self) -> None:
+        """Drop the messages that still arrive (the session is over; the close handshake follows)."""
+        self._on_message = _discard
+
+    def send_receive_event_to_app(self) -> None:
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        message: str | bytes = data
+        if self.curr_msg_data_type == "text":
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                logger.info("closing a WebSocket: a text frame is not valid UTF-8")
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        on_message = self._on_message
+        if on_message is not None:
+            on_message(message)
+            return
+        if type(message) is str:
+            self.queue.put_nowait({"type": "websocket.receive", "text": message})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    # -- frames out -------------------------------------------------------------------------------
+
+    def writable_now(self) -> bool:
+        """True when a frame written now goes out (or into the transport's buffer below its high-water
+        mark) at once; False while the peer is not reading, or once the socket is closing."""
+        return not (
+            self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN
+        )
+
+    def write(self, packet: str | bytes) -> bool:
+        """Write one message frame now; False (nothing written) when not :meth:`writable_now`."""
+        if self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN:
+            return False
+        self._write(packet)
+        return True
+
+    def write_many(self, packets: list[str | bytes]) -> bool:
+        """Write several message frames now, all or none (see :meth:`write`)."""
+        if self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN:
+            return False
+        for packet in packets:
+            self._write(packet)
+        return True
+
+    def _write(self, packet: str | bytes) -> None:
+        conn = self.conn
+        if conn.extensions:  # permessage-deflate: each connection compresses with its own context
+            if type(packet) is str:
+                conn.send_text(packet.encode())
+            else:
+                conn.send_binary(cast(bytes, packet))
+            self.transport.write(b"".join(conn.data_to_send()))
+        elif type(packet) is str:
+            self.transport.write(_text_frame(packet))
+        else:
+            self.transport.write(Frame(_BINARY, cast(bytes, packet)).serialize(mask=False))
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake from a message callback (what ``websocket.close`` does)."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._on_message = None
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
