@@ -393,14 +393,20 @@ class AsyncServer:
             self.logger.error("background task failed: %r", exc, exc_info=exc)
 
     def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        """Run ``target`` as an asyncio task (a coroutine function) or on a worker thread (a plain one)."""
+        """Run ``target`` as an asyncio task (a coroutine function) or on a thread of its own (a plain
+        one: background tasks tend to run for long, and would hold a handler thread)."""
         if _is_async(target):
             task = self._spawn(target(*args, **kwargs))
         else:
             self._bind()
             loop = asyncio.get_running_loop()
             future: asyncio.Future[Any] = loop.create_future()
-            self.workers.submit(self._call_in_thread, future, lambda: target(*args, **kwargs), ())
+            threading.Thread(
+                target=self._call_in_thread,
+                args=(future, lambda: target(*args, **kwargs), ()),
+                name=f"roomcast-task-{getattr(target, '__name__', 'task')}",
+                daemon=True,
+            ).start()
             task = self._spawn(future)
         self._background_tasks.add(task)  # not waited for at shutdown (see engine_shutdown)
         return task  # type: ignore[return-value]
