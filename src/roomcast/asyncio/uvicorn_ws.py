@@ -21,6 +21,7 @@ traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Callable, cast
 
@@ -60,11 +61,83 @@ def _discard(message: str | bytes) -> None:
     pass
 
 
+class _Queue:
+    """What uvicorn's protocol asks of its receive queue (``put_nowait``, ``get``, ``empty``) for its
+    one consumer, the app's ``receive()``: a list and one waiter, where ``asyncio.Queue`` holds three
+    deques (about 2 KiB per idle connection)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return self._items.pop(0)
+
+
+class _Event:
+    """``asyncio.Event`` for uvicorn's ``writable`` flag, without a deque of waiters per connection."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[bool]] = []
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if not self._value:
+            self._value = True
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol plus Roomcast's direct lane (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = _Queue()  # type: ignore[assignment]
+        self.writable = _Event()  # type: ignore[assignment]
+        self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
         self._paused_writing = False
 

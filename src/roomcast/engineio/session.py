@@ -33,7 +33,6 @@ The caller (the I/O layer) owns the transports and the clock. Its obligations:
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -109,7 +108,8 @@ class Session:
         self.transport = transport
         self.state = State.OPENING
         self.close_reason: str | None = None
-        self._queue: deque[str | bytes] = deque()
+        # A list, not a deque: an idle session holds an empty one, and a deque costs ~700 bytes.
+        self._queue: list[str | bytes] = []
         self._queued_bytes = 0
         #: Of ``_queued_bytes``, what a WebSocket writer took and has not yet written (see take_packets).
         self._held_bytes = 0
@@ -189,8 +189,8 @@ class Session:
         """
         if self.state is State.UPGRADING:
             return []
-        packets = list(self._queue)
-        self._queue.clear()
+        packets = self._queue
+        self._queue = []
         if hold:
             self._held_bytes = self._queued_bytes
         else:
@@ -245,7 +245,7 @@ class Session:
 
     def _drain_payload(self) -> str:
         payload = encode_payload(self._queue)
-        self._queue.clear()
+        self._queue = []
         self._queued_bytes = 0
         return payload
 
@@ -341,8 +341,8 @@ class Session:
             self.state = State.OPEN
             self.transport = "websocket"
             self._upgrade_deadline = None
-            packets = list(self._queue)
-            self._queue.clear()
+            packets = self._queue
+            self._queue = []
             self._queued_bytes = 0
             return packets
         self._fail_upgrade()
