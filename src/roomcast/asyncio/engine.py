@@ -91,6 +91,8 @@ class Connection:
         "ws_send",
         "_pending",
         "direct",
+        "lean",
+        "_writer",
     )
 
     def __init__(self, app: EngineIOApp, session: Session, scope: Scope) -> None:
@@ -120,6 +122,10 @@ class Connection:
         #: The WebSocket protocol's direct lane (see :mod:`roomcast.asyncio.uvicorn_ws`), when the
         #: server offers it: packets are written through it synchronously while it is writable.
         self.direct: Any = None
+        #: Served on the direct lane with no reader and no writer task: a writer task exists only
+        #: while there is something the lane cannot write at once (a peer not reading, a close).
+        self.lean = False
+        self._writer: asyncio.Future[None] | None = None
 
     @property
     def transport(self) -> str:
@@ -163,6 +169,10 @@ class Connection:
         """Get the queue written: on an idle WebSocket right now, else by waking its waiter."""
         waiter = self._waiter
         if waiter is None or waiter.done():
+            if self.lean and self._writer is None:
+                if self.session.state is State.OPEN and self._write_now():
+                    return
+                self._start_writer()
             return  # nobody parked: the flusher at work (or the next GET) takes the new packets
         if self.ws_send is not None and not self.flushing and self.session.state is State.OPEN:
             if self._write_now():
@@ -215,6 +225,22 @@ class Connection:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        elif self.lean and self._writer is None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Lean mode: a writer task for what the lane could not write at once; it ends when idle."""
+        send = self.ws_send
+        if send is None:
+            return
+        writer = self._writer = asyncio.ensure_future(self.app._ws_writer(self, send))
+        writer.add_done_callback(self._writer_done)
+
+    def _writer_done(self, writer: asyncio.Future[None]) -> None:
+        if self._writer is writer:
+            self._writer = None
+        if not writer.cancelled():
+            writer.exception()  # retrieved: a socket that broke mid-write ends through its disconnect
 
     def arm(self) -> asyncio.Future[None]:
         """The future the next ``wake`` resolves (one waiter at a time: the writer or the pending GET).
@@ -248,6 +274,8 @@ class Connection:
                     self._timer.cancel()
                     self._timer = None
                 self.wake()
+                if self.lean:
+                    self._close_lean(session.close_reason)
                 if self._upgrade_ws_close is not None:
                     self._upgrade_ws_close.set()
                 if self._closed_event is not None and not self._closed_event.done():
@@ -261,12 +289,21 @@ class Connection:
             self._timer_at = deadline
             self._timer = self.app.loop.call_at(deadline, self._on_timer)
 
+    def _close_lean(self, reason: str | None) -> None:
+        """Lean mode, session closed: the writer flushes and sends the close frame; a client that
+        stopped reading is cut now (``send buffer full``) or after a grace."""
+        direct = self.direct
+        if reason == Reason.SEND_BUFFER_FULL:
+            direct.abort()
+        else:
+            self._timer = self.app.loop.call_later(_CLOSE_GRACE, direct.abort)
+
     def _on_timer(self) -> None:
         self._timer = None
         session = self.session
         session.handle_timeout(self.app.loop.time())
         if session.has_packets:
-            self.wake()
+            self._kick()
         if session.upgrade_failed and self._upgrade_ws_close is not None:
             self._upgrade_ws_close.set()
         self.after()
@@ -697,11 +734,14 @@ class EngineIOApp:
         closed for not reading: ``send buffer full``); then both are cancelled and the ASGI server
         closes the socket, which releases the session's tasks and buffers.
         """
+        direct = (scope.get("extensions") or {}).get(DIRECT_EXTENSION)
+        if direct is not None and not conn.closed and direct.take_messages(self._direct_reader(conn, direct)):
+            await self._run_lean(conn, direct, receive, send)
+            return
         closed = conn._closed_event = self.loop.create_future()
         if conn.closed:
             closed.set_result(None)
         conn.ws_send = send
-        direct = (scope.get("extensions") or {}).get(DIRECT_EXTENSION)
         writer = asyncio.ensure_future(self._ws_writer(conn, send))
         reader = asyncio.ensure_future(self._ws_reader(conn, receive, send, direct))
         try:
@@ -731,6 +771,32 @@ class EngineIOApp:
                 pass
         if reader.done() and not reader.cancelled() and reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
+
+    async def _run_lean(self, conn: Connection, direct: Any, receive: Receive, send: Send) -> None:
+        """Serve a session on the direct lane: messages arrive through the lane's callback, frames
+        leave through it while it is writable, and this waits for the disconnect alone. No reader
+        task; a writer task only while needed (see :meth:`Connection._kick`)."""
+        conn.ws_send = send
+        conn.direct = direct
+        conn.lean = True
+        try:
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+        finally:
+            conn.lean = False
+            conn.direct = None
+            conn.ws_send = None
+            if conn._timer is not None and conn.closed:
+                conn._timer.cancel()  # the grace before abort: the socket is gone already
+                conn._timer = None
+            if not conn.closed:
+                conn.session.transport_closed(Reason.TRANSPORT_CLOSE)
+                conn.after()
+            writer = conn._writer
+            conn._writer = None
+            if writer is not None and not writer.done():
+                writer.cancel()
+            conn.wake()
 
     async def _ws_reader(self, conn: Connection, receive: Receive, send: Send, direct: Any = None) -> None:
         """Read the WebSocket's messages until it or the session ends.
@@ -853,6 +919,9 @@ class EngineIOApp:
                 continue
             if session.state is State.CLOSED:
                 break
+            if conn.lean:
+                conn._writer = None  # idle: the next packet goes straight out, or starts a writer again
+                return
             await conn.wait()
         await self._ws_close(send, 1000, session.close_reason or "")
 

@@ -240,6 +240,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             self.transport.write(Frame(_BINARY, cast(bytes, packet)).serialize(mask=False))
 
+    def abort(self) -> None:
+        """Drop the connection now, buffered frames included (a client that stopped reading)."""
+        if not self.transport.is_closing():
+            self.transport.abort()
+
     def close_now(self, code: int, reason: str = "") -> None:
         """Start the closing handshake from a message callback (what ``websocket.close`` does)."""
         if self.close_sent or self.transport.is_closing():
