@@ -144,20 +144,22 @@ class _SocketRequestContext(RequestContext):
 
 
 def _tag_request(sid: str, namespace: str, event: str | None, args: tuple[Any, ...]) -> None:
-    request = flask.request
-    request.sid = sid  # type: ignore[attr-defined]
-    request.namespace = namespace  # type: ignore[attr-defined]
-    request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
+    request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    request.sid = sid
+    request.namespace = namespace
+    request.event = {"message": event, "args": args}
 
 
 def current_socket() -> tuple[str, str] | None:
     """``(sid, namespace)`` when called from a Socket.IO handler (or its callbacks), else None."""
-    if not flask.has_request_context():
+    try:
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:  # no request context
         return None
-    sid = getattr(flask.request, "sid", None)
+    sid = getattr(request, "sid", None)
     if sid is None:
         return None
-    return sid, getattr(flask.request, "namespace", "/")
+    return sid, getattr(request, "namespace", "/")
 
 
 def in_socket_context(what: str) -> tuple[str, str]:
