@@ -137,13 +137,8 @@ class Connection:
 
     def send(self, packet: str | bytes) -> None:
         """Queue one encoded packet (``"4..."`` or binary ``bytes``) and get it written."""
-        direct = self.direct
-        if (
-            direct is not None
-            and not self.flushing
-            and self.session.idle_open()
-            and direct.write(packet)
-        ):
+        lane = self._free_lane()
+        if lane is not None and lane.write(packet):
             return
         if self.session.send(packet):
             self._kick()
@@ -152,18 +147,21 @@ class Connection:
 
     def send_many(self, packets: list[str | bytes]) -> None:
         """Queue packets that must stay together (a Socket.IO packet and its attachments)."""
-        direct = self.direct
-        if (
-            direct is not None
-            and not self.flushing
-            and self.session.idle_open()
-            and direct.write_many(packets)
-        ):
+        lane = self._free_lane()
+        if lane is not None and lane.write_many(packets):
             return
         if self.session.send_many(packets):
             self._kick()
         else:
             self.after()
+
+    def _free_lane(self) -> Any:
+        """The direct lane, when a packet may go out on it ahead of nothing (no queue, no flush at
+        work); None otherwise."""
+        direct = self.direct
+        if direct is None or self.flushing or not self.session.idle_open():
+            return None
+        return direct
 
     def _kick(self) -> None:
         """Get the queue written: on an idle WebSocket right now, else by waking its waiter."""

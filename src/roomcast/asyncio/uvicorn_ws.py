@@ -139,21 +139,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Event()  # type: ignore[assignment]
         self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
-        self._paused_writing = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if not self.close_sent:  # the handshake request was valid: the scope exists, the app not yet run
             extensions: dict[str, Any] = self.scope["extensions"]
             extensions[EXTENSION] = self
-
-    def pause_writing(self) -> None:
-        self._paused_writing = True
-        super().pause_writing()
-
-    def resume_writing(self) -> None:
-        self._paused_writing = False
-        super().resume_writing()
 
     # -- messages in ------------------------------------------------------------------------------
 
@@ -208,20 +199,20 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def writable_now(self) -> bool:
         """True when a frame written now goes out (or into the transport's buffer below its high-water
         mark) at once; False while the peer is not reading, or once the socket is closing."""
-        return not (
-            self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN
+        return (
+            self.writable.is_set() and not self.close_sent and not self.disconnected and self.conn.state is _OPEN
         )
 
     def write(self, packet: str | bytes) -> bool:
         """Write one message frame now; False (nothing written) when not :meth:`writable_now`."""
-        if self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN:
+        if not self.writable_now():
             return False
         self._write(packet)
         return True
 
     def write_many(self, packets: list[str | bytes]) -> bool:
         """Write several message frames now, all or none (see :meth:`write`)."""
-        if self._paused_writing or self.close_sent or self.disconnected or self.conn.state is not _OPEN:
+        if not self.writable_now():
             return False
         for packet in packets:
             self._write(packet)
