@@ -54,12 +54,12 @@ def test_a_cut_connection_recovers_with_every_event_once(live: Any, transports: 
         assert client.call("join", "feed", timeout=5) == "joined"
         assert client.call("stream", ("feed", 80), timeout=5) == "started"
         wait_until(lambda: len(got) >= 10)
-        server.run(cut(sio, sid))
+        server.call(cut(sio, sid))
         wait_until(lambda: done == [80], timeout=15)
         assert client.recovered()
         assert client.sid == sid
         assert got == list(range(1, 81)), "a gap or a duplicate after recovery"
-        assert server.run(_rooms(sio, sid)) == sorted([sid, "feed"])
+        assert server.call(_rooms(sio, sid)) == sorted([sid, "feed"])
     finally:
         client.disconnect()
 

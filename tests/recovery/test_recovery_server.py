@@ -103,7 +103,7 @@ class App:
         self.server = live(roomcast.ASGIApp(sio))
 
     def run(self, coro: Any) -> Any:
-        return self.server.run(coro)
+        return self.server.call(coro)
 
     def emit(self, event: str, *args: Any, **kwargs: Any) -> None:
         data = args[0] if len(args) == 1 else tuple(args)

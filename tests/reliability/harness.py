@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import roomcast
-from tests.helpers import uvicorn_ws
+from tests.helpers import live
 
 T = TypeVar("T")
 TIMEOUT = 5.0
@@ -48,60 +48,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str
 # -- the live server -------------------------------------------------------------------------------
 
 
-class LiveServer:
-    """An ASGI app under uvicorn in a background thread, on a socket bound before it starts."""
+class LiveServer(live.LiveServer):
+    """The shared live server, with uvicorn's log records left to propagate (``log_config=None``),
+    so that tests see them through caplog and ``propagating_uvicorn_logs``."""
 
     def __init__(self, app: Any, **options: Any) -> None:
-        self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-        options.setdefault("log_level", "warning")
-        options.setdefault("lifespan", "off")
-        options.setdefault("timeout_graceful_shutdown", 2)
-        options.setdefault("ws", uvicorn_ws())
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, **options))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, name=f"uvicorn-{self.port}", daemon=True
-        )
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        wait_until(lambda: self.server.started or not self.thread.is_alive(), 10, "uvicorn start")
-        if not self.server.started:
-            raise RuntimeError("uvicorn exited before it started")
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        for server in self.server.servers:
-            return server.get_loop()
-        raise RuntimeError("the server is not running")
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
-        """Run ``coro`` on the server's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def run_sync(self, fn: Callable[[], T], timeout: float = TIMEOUT) -> T:
-        """Run a plain function on the server's loop (where the server's state lives)."""
-
-        async def wrapper() -> T:
-            return fn()
-
-        return self.call(wrapper(), timeout)
-
-    @property
-    def asgi_tasks(self) -> int:
-        """How many ASGI application calls uvicorn is running (one per open request or WebSocket)."""
-        return len(self.server.server_state.tasks)
+        super().__init__(app, log_config=None, **options)
 
 
 class Recorder:

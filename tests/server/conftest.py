@@ -14,7 +14,7 @@ def live() -> Iterator[Callable[[Any], LiveServer]]:
     started: list[LiveServer] = []
 
     def start(app: Any) -> LiveServer:
-        server = LiveServer(app).start()
+        server = LiveServer(app, lifespan="on").start()
         started.append(server)
         return server
 

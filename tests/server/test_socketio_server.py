@@ -136,7 +136,7 @@ def test_blocking_plain_handler_stalls_nobody_else(live: Any) -> None:
             assert b.call("echo", i, timeout=5) == i
         disconnects: list[str] = []
         a.on("disconnect", lambda *r: disconnects.append("a"))
-        wait_until(lambda: server.run(_pings_answered(sio)), timeout=5)
+        wait_until(lambda: server.call(_pings_answered(sio)), timeout=5)
         release.set()
         wait_until(lambda: results == [("released",)])
         assert not disconnects
@@ -246,9 +246,9 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
     c.connect(server.url, transports=["websocket"], wait_timeout=5)
     try:
         wait_until(lambda: sids)
-        assert server.run(sio.call("question", 21, to=sids[0], timeout=5)) == 42
+        assert server.call(sio.call("question", 21, to=sids[0], timeout=5)) == 42
         got: list[Any] = []
-        server.run(sio.emit("question", 5, to=sids[0], callback=lambda v: got.append(v)))
+        server.call(sio.emit("question", 5, to=sids[0], callback=lambda v: got.append(v)))
         wait_until(lambda: got == [10])
     finally:
         c.disconnect()
@@ -260,7 +260,7 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
         ws.recv(timeout=5)
         wait_until(lambda: len(sids) == 2)
         with pytest.raises(roomcast.TimeoutError):
-            server.run(sio.call("never_answered", 1, to=sids[1], timeout=0.2))
+            server.call(sio.call("never_answered", 1, to=sids[1], timeout=0.2))
         assert ws.recv(timeout=5) == '420["never_answered",1]'
 
 
@@ -372,7 +372,7 @@ def test_broadcast_encodes_once(live: Any) -> None:
             await sio.emit("news", {"big": "x" * 1000})
             return [sio.engine.connections[sid].session._queue[0] for sid in sids]
 
-        queued = server.run(inspect())
+        queued = server.call(inspect())
     assert queued[0].startswith('42["news"')
     assert queued[0] is queued[1] is queued[2]
 
