@@ -833,10 +833,24 @@ class EngineIOApp:
     def _direct_reader(self, conn: Connection, direct: Any) -> Callable[[str | bytes], None]:
         """The message callback of a direct lane: :meth:`_ws_message`, then the replies written."""
         session = conn.session
+        handler = self.handler
+        quick_limit = self.config.max_http_buffer_size // 4  # characters that surely fit the limit
 
         def on_message(data: str | bytes) -> None:
             try:
-                stop = self._ws_message(conn, data)
+                if (
+                    type(data) is str and data[:1] == "4" and len(data) <= quick_limit
+                    and session.state is State.OPEN
+                ):
+                    # The common case, a text message on an open session: _ws_message minus the
+                    # checks that cannot fail for it.
+                    handler.engine_message(conn, data[1:])
+                    stop = None
+                    if session.state is State.CLOSED:
+                        conn.after()
+                        stop = _STOP
+                else:
+                    stop = self._ws_message(conn, data)
             except Exception:
                 logger.exception("closing session %s: error handling a message", conn.log_id)
                 session.abort(Reason.TRANSPORT_ERROR)

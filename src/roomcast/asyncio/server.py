@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 import weakref
+from types import CoroutineType as _CoroutineType
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from ..engineio.server import EngineConfig
 from ..engineio.session import Reason as EngineReason
 from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
-from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_event
+from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_event, parse_event
 from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
 from ..socketio.rooms import Rooms
 from .asgi import ASGIApp as _ASGICallable
@@ -328,6 +329,9 @@ class AsyncServer:
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._inbox_scheduled = False
         self._arity: dict[Callable[..., Any], int] = {}
+        #: (namespace key, event) -> (handler, leading arguments, is async): what :meth:`_handler`
+        #: finds, remembered for the events that have a handler (cleared when handlers change).
+        self._dispatch: dict[tuple[NamespaceKey, str], tuple[Callable[..., Any], tuple[Any, ...], bool]] = {}
         self.engine: EngineIOApp | None = None
 
     # -- registration -----------------------------------------------------------------------------
@@ -345,6 +349,7 @@ class AsyncServer:
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.handlers.setdefault(key, {})[event] = fn
+            self._dispatch.clear()
             return fn
 
         return register(handler) if handler is not None else register
@@ -365,6 +370,7 @@ class AsyncServer:
         """Register a class-based namespace (an :class:`AsyncNamespace` instance)."""
         namespace_handler._set_server(self)
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+        self._dispatch.clear()
 
     # -- the loop and threads ---------------------------------------------------------------------
 
@@ -435,6 +441,13 @@ class AsyncServer:
 
     def engine_message(self, conn: Connection, data: str | bytes) -> None:
         state: _ConnState = conn.state
+        if type(data) is str and not state.decoder.pending:
+            event = parse_event(data, self.serializer)
+            if event is not None:  # the common case: an event on "/", decoded with less work
+                socket = state.sockets.get("/")
+                if socket is not None:
+                    self._event(socket, event[0], event[1])
+                return
         try:
             packet = state.decoder.receive(data)
         except ProtocolError as exc:
@@ -448,13 +461,7 @@ class AsyncServer:
         if ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
             if socket is None:
                 return
-            data_list = packet.data
-            name = data_list[0]
-            if name in _RESERVED_EVENTS:
-                self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
-                conn.close(Reason.PARSE_ERROR, flush=False)
-                return
-            self._enqueue(socket, ("event", name, data_list[1:], packet.id))
+            self._event(socket, packet.data, packet.id)
         elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
             if socket is not None:
                 callback = socket.acks.pop(packet.id, None)  # type: ignore[arg-type]
@@ -470,6 +477,16 @@ class AsyncServer:
         else:
             self.logger.info("closing session %s: a client may not send %s", conn.log_id, ptype.name)
             conn.close(Reason.PARSE_ERROR, flush=False)
+
+    def _event(self, socket: Socket, data: list[Any], ack_id: int | None) -> None:
+        """An EVENT packet from the client: ``data`` is ``[name, *args]``."""
+        name = data[0]
+        if name in _RESERVED_EVENTS:
+            conn = socket.conn
+            self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
+            conn.close(Reason.PARSE_ERROR, flush=False)
+            return
+        self._enqueue(socket, ("event", name, data[1:], ack_id))
 
     def engine_disconnect(self, conn: Connection, reason: str) -> None:
         state: _ConnState | None = conn.state
@@ -752,6 +769,16 @@ class AsyncServer:
     def _start(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> None:
         """Start ``item``; a ``chained`` item starts the socket's next one once it has finished."""
         while True:
+            if item[0] == "event":
+                if not self._run_event(socket, item, chained):
+                    return
+                if not chained:
+                    return
+                if not socket.queue:
+                    self._idle(socket)
+                    return
+                item = socket.queue.pop(0)
+                continue
             fn, args, finish = self._prepare(socket, item)
             if fn is not None:
                 if not _is_async(fn):
@@ -767,6 +794,63 @@ class AsyncServer:
                 self._idle(socket)
                 return
             item = socket.queue.pop(0)
+
+    def _run_event(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> bool:
+        """Start an event's handler; True if it is done already (an ``async def`` handler that did
+        not suspend, or no handler), False if it goes on in a task or on a worker thread.
+
+        The hot path of every message: the handler found once per event name, an ``async def``
+        handler stepped directly, no wrapper coroutine and no callback object unless needed.
+        """
+        _, name, args, ack_id = item
+        if not socket.connected:
+            return True
+        key = (socket.key, name)
+        entry = self._dispatch.get(key)
+        if entry is None:
+            fn, lead = self._handler(socket, name)
+            if fn is None:
+                return True  # like Node's server: an event nobody handles is not acknowledged either
+            entry = (fn, lead, _is_async(fn))
+            if len(self._dispatch) < 4096:  # event names come from clients: bounded
+                self._dispatch[key] = entry
+        fn, lead, is_async = entry
+        call_args = (*lead, socket.sid, *args) if lead else (socket.sid, *args)
+        if not is_async:
+            finish = functools.partial(self._event_done, socket, name, ack_id)
+            self.workers.submit(self._run_in_thread, socket, fn, call_args, finish, chained)
+            return False
+        try:
+            coro = fn(*call_args)
+            if type(coro) is not _CoroutineType:
+                return self._run_coroutine(
+                    socket, _settle(coro, functools.partial(self._event_done, socket, name, ack_id)), chained
+                )
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            if ack_id is not None:
+                self._event_done(socket, name, ack_id, True, stop.value)
+            return True
+        except Exception as exc:
+            self._event_done(socket, name, ack_id, False, exc)
+            return True
+        self._spawn(self._resume_event(socket, coro, yielded, name, ack_id, chained))
+        return False
+
+    async def _resume_event(
+        self, socket: Socket, coro: Any, yielded: Any, name: str, ack_id: int | None, chained: bool
+    ) -> None:
+        try:
+            value = await resume(coro, yielded)
+        except asyncio.CancelledError:
+            self._idle(socket)
+            raise
+        except Exception as exc:
+            self._event_done(socket, name, ack_id, False, exc)
+        else:
+            self._event_done(socket, name, ack_id, True, value)
+        if chained:
+            self._next(socket)
 
     def _run_coroutine(self, socket: Socket, coro: Any, chained: bool) -> bool:
         """Step ``coro`` until it first suspends; True if it finished without suspending, else it
@@ -808,18 +892,10 @@ class AsyncServer:
             self._next(socket)
 
     def _prepare(self, socket: Socket, item: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], Any]:
-        """The handler an item calls, its arguments, and what to do with the outcome:
-        ``finish(ok, value)`` where ``value`` is the result, or the exception when not ``ok``."""
+        """For a connect or disconnect item (events go through :meth:`_run_event`): the handler it
+        calls, its arguments, and what to do with the outcome: ``finish(ok, value)`` where ``value``
+        is the result, or the exception when not ``ok``."""
         kind = item[0]
-        if kind == "event":
-            _, name, args, ack_id = item
-            if not socket.connected:
-                return None, (), None
-            fn, lead = self._handler(socket, name)
-            if fn is None:
-                # Like Node's server: an event nobody handles is not acknowledged either.
-                return None, (), None
-            return fn, (*lead, socket.sid, *args), functools.partial(self._event_done, socket, name, ack_id)
         if kind == "connect" or kind == "recovered":
             fn, lead = self._handler(socket, "connect")
             finish = functools.partial(self._connect_done, socket, kind)
@@ -958,9 +1034,19 @@ class AsyncServer:
     ) -> None:
         """Emit on the loop: encode once, write the same packets to every recipient."""
         namespace = namespace or "/"
-        if self._recovery is not None and callback is None:
-            self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
-            return
+        if callback is None:
+            if self._recovery is not None:
+                self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
+                return
+            if type(to) is str and skip_sid is None and exclude_rooms is None:
+                # The commonest emit: to one room, usually a sid (a reply to one client).
+                members = self.rooms_table.room(namespace, to)
+                if len(members) == 1:
+                    for sid in members:
+                        socket = self.sockets.get(sid)
+                        if socket is not None:
+                            socket.deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)))
+                    return
         sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
         if not sids:
             return

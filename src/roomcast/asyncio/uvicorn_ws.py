@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any, Callable, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -59,6 +60,101 @@ def _text_frame(text: str) -> bytes:
 
 def _discard(message: str | bytes) -> None:
     pass
+
+
+# Frames written during one pass of the event loop are held and written together at its end, for
+# every connection at once. Written at once instead, each reply to a message wakes its client in the
+# middle of the pass (a wake-up that costs the server more than the write itself when the client sits
+# idle waiting for it), and several frames to one client cost a syscall each. Past this many bytes
+# held for one connection, they are written at once, so that the transport's high-water mark (and
+# with it uvicorn's ``writable`` flag) still bounds what a connection that does not read can cost.
+_CORK_LIMIT = 64 * 1024
+
+_local = threading.local()
+
+
+class _Flusher:
+    """One event loop's corked transports holding frames; written out when the loop gets to it."""
+
+    __slots__ = ("loop", "dirty")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[_CorkedTransport] = []
+
+    def add(self, transport: _CorkedTransport) -> None:
+        if not self.dirty:
+            self.loop.call_soon(self.flush)
+        self.dirty.append(transport)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for transport in dirty:
+            try:
+                transport.flush()
+            except Exception:  # a transport that broke is the connection's own business
+                logger.debug("writing held frames failed", exc_info=True)
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    """This thread's flusher (one loop per thread), made anew when the thread runs another loop."""
+    flusher: _Flusher | None = getattr(_local, "flusher", None)
+    if flusher is None or flusher.loop is not loop:
+        flusher = _local.flusher = _Flusher(loop)
+    return flusher
+
+
+class _CorkedTransport:
+    """The connection's transport, with writes held until the end of the event loop's pass (see
+    ``_CORK_LIMIT``). Every write goes through it, uvicorn's own included, so frames keep their
+    order; ``close`` writes what is held first, ``abort`` drops it."""
+
+    __slots__ = ("_transport", "_loop", "_out", "_size")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._out: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        out = self._out
+        if not out:
+            _flusher(self._loop).add(self)
+        out.append(data)
+        self._size += len(data)
+        if self._size > _CORK_LIMIT:
+            self.flush()
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def flush(self) -> None:
+        """Write what is held now."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._size = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._out.clear()
+        self._size = 0
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._size + self._transport.get_write_buffer_size()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _Queue:
@@ -139,6 +235,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Event()  # type: ignore[assignment]
         self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = _CorkedTransport(cast(asyncio.Transport, transport), self.loop)  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

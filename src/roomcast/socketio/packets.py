@@ -45,6 +45,7 @@ __all__ = [
     "encode_event",
     "Decoder",
     "decode",
+    "parse_event",
 ]
 
 #: Largest ack id: decoding accepts at most 15 digits, which stays below 2**53 so JavaScript peers
@@ -331,6 +332,35 @@ def _payload_error(ptype: PacketType, text: str, pos: int, exc: BaseException) -
         reason = str(exc)
         what = f"invalid JSON payload ({reason[:100]})"
     return ProtocolError(f"{ptype.name} packet: {what}: {_excerpt(text)}")
+
+
+_EVENT_WITH_ACK = re.compile(r"2([0-9]{1,15})\[")
+
+
+def parse_event(text: str, serializer: Serializer = default_serializer) -> tuple[list[Any], int | None] | None:
+    """The decoder's fast path for the commonest packet: an EVENT on the main namespace, without
+    attachments (``2[...]``, or ``2<ack id>[...]``). Returns ``(data, ack id)``, ``data`` being the
+    ``[name, *args]`` list; None for any other packet and for anything malformed, which
+    :class:`Decoder` then decodes (and reports) in full.
+    """
+    if text[1:2] == "[":
+        if text[:1] != "2":
+            return None
+        ack_id = None
+        pos = 1
+    else:
+        match = _EVENT_WITH_ACK.match(text)
+        if match is None:
+            return None
+        ack_id = int(match.group(1))
+        pos = match.end() - 1
+    try:
+        data = serializer.loads(text[pos:])
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if type(data) is list and data and type(data[0]) is str:
+        return data, ack_id
+    return None
 
 
 class Decoder:

@@ -6,7 +6,7 @@ are one operation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 __all__ = ["Rooms"]
 
@@ -52,6 +52,14 @@ class Rooms:
 
     def rooms_of(self, namespace: str, sid: str) -> list[str]:
         return list(self._joined.get(namespace, {}).get(sid, ()))
+
+    def room(self, namespace: str, room: str) -> Collection[str]:
+        """The sids in ``room`` (empty when none), as held: read it, don't keep it, and don't join
+        or leave rooms while iterating over it (:meth:`members` gives a copy)."""
+        table = self._members.get(namespace)
+        if table is None:
+            return ()
+        return table.get(room, ())
 
     def members(self, namespace: str, room: str) -> list[str]:
         return list(self._members.get(namespace, {}).get(room, ()))
