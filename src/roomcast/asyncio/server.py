@@ -328,6 +328,8 @@ class AsyncServer:
         #: Work handed to the loop by worker threads (see :meth:`_post`).
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._inbox_scheduled = False
+        #: Plain handler calls waiting for the end of the loop's pass (see :meth:`_submit_batch`).
+        self._thread_batch: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._arity: dict[Callable[..., Any], int] = {}
         #: (namespace key, event) -> (handler, leading arguments, is async): what :meth:`_handler`
         #: finds, remembered for the events that have a handler (cleared when handlers change).
@@ -818,7 +820,10 @@ class AsyncServer:
         call_args = (*lead, socket.sid, *args) if lead else (socket.sid, *args)
         if not is_async:
             finish = functools.partial(self._event_done, socket, name, ack_id)
-            self.workers.submit(self._run_in_thread, socket, fn, call_args, finish, chained)
+            batch = self._thread_batch
+            if not batch:
+                self.loop.call_soon(self._submit_batch)  # type: ignore[union-attr]
+            batch.append((self._run_in_thread, (socket, fn, call_args, finish, chained)))
             return False
         try:
             coro = fn(*call_args)
@@ -836,6 +841,12 @@ class AsyncServer:
             return True
         self._spawn(self._resume_event(socket, coro, yielded, name, ack_id, chained))
         return False
+
+    def _submit_batch(self) -> None:
+        """Hand the plain handler calls of one pass of the loop to the workers together: one
+        wake-up of a worker thread per pass instead of one per message, while the loop still reads."""
+        batch, self._thread_batch = self._thread_batch, []
+        self.workers.submit_many(batch)
 
     async def _resume_event(
         self, socket: Socket, coro: Any, yielded: Any, name: str, ack_id: int | None, chained: bool

@@ -66,6 +66,15 @@ class Workers:
             elif not self._watching.is_set():
                 self._watch()
 
+    def submit_many(self, calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+        """:meth:`submit` for several calls at once: one wake-up at most for all of them."""
+        with self._lock:
+            self._pending.extend(calls)
+            if self._running == 0 or _monotonic() - self._last_start > self.stall:
+                self._wake()
+            elif not self._watching.is_set():
+                self._watch()
+
     def _wake(self) -> None:
         """Get one more thread running (the lock is held); it counts as a call just started."""
         self._last_start = _monotonic()
