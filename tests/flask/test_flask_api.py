@@ -563,6 +563,49 @@ def test_handlers_run_in_app_and_request_contexts(app: Flask) -> None:
     }
 
 
+def test_each_handler_call_gets_a_fresh_g_and_the_matched_request(app: Flask) -> None:
+    socketio = SocketIO(app)
+
+    @socketio.on("count")
+    def count() -> dict[str, Any]:
+        g.calls = g.get("calls", 0) + 1
+        return {"calls": g.calls, "path": request.path, "sid": request.sid}  # type: ignore[attr-defined]
+
+    client = socketio.test_client(app)
+    first = client.emit("count", callback=True)
+    second = client.emit("count", callback=True)
+    assert first["calls"] == second["calls"] == 1  # g does not outlive a handler call
+    assert first["path"] == second["path"] == "/socket.io/"
+    assert first["sid"] == second["sid"] and first["sid"]
+
+
+def test_teardown_functions_and_context_signals_still_run_per_event(app: Flask) -> None:
+    from flask import appcontext_pushed
+
+    socketio = SocketIO(app)
+    torn: list[str] = []
+    pushed: list[str] = []
+
+    @app.teardown_appcontext
+    def close_db(exc: BaseException | None) -> None:
+        torn.append(g.get("db", "none"))
+
+    def on_pushed(sender: Flask, **extra: Any) -> None:
+        pushed.append(sender.name)
+
+    @socketio.on("work")
+    def work(name: str) -> str:
+        g.db = name
+        return name
+
+    with appcontext_pushed.connected_to(on_pushed, app):
+        client = socketio.test_client(app)
+        assert client.emit("work", "a", callback=True) == "a"
+        assert client.emit("work", "b", callback=True) == "b"
+    assert torn[-2:] == ["a", "b"]  # one teardown per handler call, with that call's g
+    assert len(pushed) >= 2
+
+
 def test_one_socketio_for_two_apps_runs_handlers_in_the_right_app(app: Flask) -> None:
     other = Flask("other")
     other.config["SECRET_KEY"] = "s"

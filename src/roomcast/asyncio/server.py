@@ -35,7 +35,7 @@ from ..engineio.server import EngineConfig
 from ..engineio.session import Reason as EngineReason
 from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
-from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_event, parse_event
+from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_ack, encode_event, parse_event
 from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
 from ..socketio.rooms import Rooms
 from .asgi import ASGIApp as _ASGICallable
@@ -331,9 +331,10 @@ class AsyncServer:
         #: Plain handler calls waiting for the end of the loop's pass (see :meth:`_submit_batch`).
         self._thread_batch: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._arity: dict[Callable[..., Any], int] = {}
-        #: (namespace key, event) -> (handler, leading arguments, is async): what :meth:`_handler`
-        #: finds, remembered for the events that have a handler (cleared when handlers change).
-        self._dispatch: dict[tuple[NamespaceKey, str], tuple[Callable[..., Any], tuple[Any, ...], bool]] = {}
+        #: (namespace key, namespace, event) -> (handler, leading arguments, is async): what
+        #: :meth:`_handler` finds, remembered for the events that have a handler (cleared when
+        #: handlers change).
+        self._dispatch: dict[tuple[Any, str, str], tuple[Callable[..., Any], tuple[Any, ...], bool]] = {}
         self.engine: EngineIOApp | None = None
 
     # -- registration -----------------------------------------------------------------------------
@@ -807,7 +808,7 @@ class AsyncServer:
         _, name, args, ack_id = item
         if not socket.connected:
             return True
-        key = (socket.key, name)
+        key = (socket.key, socket.namespace, name)  # the namespace too: dynamic ones pass it on
         entry = self._dispatch.get(key)
         if entry is None:
             fn, lead = self._handler(socket, name)
@@ -926,10 +927,11 @@ class AsyncServer:
             return
         if ack_id is not None and socket.connected:
             try:
-                self._send_packets(
-                    socket.conn,
-                    Packet(type=PacketType.ACK, namespace=socket.namespace, data=ack_args(value), id=ack_id),
-                )
+                packets = _engine_packets(encode_ack(socket.namespace, ack_id, ack_args(value), self.serializer))
+                if len(packets) == 1:
+                    socket.conn.send(packets[0])
+                else:
+                    socket.conn.send_many(packets)
             except (TypeError, ValueError) as exc:
                 # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
                 # no ack, and its connection (whose reader may be running this) goes on.
@@ -1053,10 +1055,9 @@ class AsyncServer:
                 # The commonest emit: to one room, usually a sid (a reply to one client).
                 members = self.rooms_table.room(namespace, to)
                 if len(members) == 1:
-                    for sid in members:
-                        socket = self.sockets.get(sid)
-                        if socket is not None:
-                            socket.deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)))
+                    socket = self.sockets.get(next(iter(members)))  # (delivering may empty the room)
+                    if socket is not None:
+                        socket.deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)))
                     return
         sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
         if not sids:

@@ -367,21 +367,23 @@ class SocketIO:
         event_args: tuple[Any, ...],
     ) -> Any:
         """Call ``fn`` in the Flask contexts of socket ``sid``, with the namespace's error handler."""
-        app = self._app_for(environ)
-        with context.socket_request(
-            app, environ, manage_session=self.manage_session, sid=sid, namespace=namespace, event=event,
-            args=event_args,
-        ):
-            try:
-                return fn(*call_args)
-            except (ConnectionRefusedError, builtins.ConnectionRefusedError):
-                raise  # the server turns it into the client's connect_error
-            except Exception as exc:
-                error_handler = self.exception_handlers.get(namespace, self.default_exception_handler)
-                if error_handler is None:
-                    # The server logs it, once, with the event name.
-                    raise
-                return error_handler(exc)
+        return context.call_in_socket_request(
+            self._app_for(environ), environ, self._call_handler, (fn, call_args, namespace),
+            manage_session=self.manage_session, sid=sid, namespace=namespace, event=event, args=event_args,
+        )
+
+    def _call_handler(self, fn: Callable[..., Any], call_args: tuple[Any, ...], namespace: str) -> Any:
+        """``fn(*call_args)`` with the namespace's error handler (in the socket's Flask contexts)."""
+        try:
+            return fn(*call_args)
+        except (ConnectionRefusedError, builtins.ConnectionRefusedError):
+            raise  # the server turns it into the client's connect_error
+        except Exception as exc:
+            error_handler = self.exception_handlers.get(namespace, self.default_exception_handler)
+            if error_handler is None:
+                # The server logs it, once, with the event name.
+                raise
+            return error_handler(exc)
 
     def _context_callback(self, callback: Callable[..., Any], sid: str, namespace: str) -> Callable[..., Any]:
         """Wrap an ack callback to run in the Flask contexts of the socket that emitted."""

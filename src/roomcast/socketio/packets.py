@@ -43,6 +43,7 @@ __all__ = [
     "Packet",
     "encode",
     "encode_event",
+    "encode_ack",
     "Decoder",
     "decode",
     "parse_event",
@@ -247,6 +248,26 @@ def encode_event(
     if namespace == "/":
         return ["2" + payload if ack_id is None else f"2{ack_id}{payload}"]
     return [f"2{namespace},{payload}" if ack_id is None else f"2{namespace},{ack_id}{payload}"]
+
+
+def encode_ack(
+    namespace: str, ack_id: int, args: list[Any], serializer: Serializer = default_serializer
+) -> list[str | bytes]:
+    """``encode(Packet(type=ACK, namespace=namespace, data=args, id=ack_id))``, faster (every
+    handler that answers an ack goes through here)."""
+    if namespace != "/":
+        _check_namespace(namespace)
+    _check_ack_id(ack_id)
+    try:
+        payload = serializer.dumps(args)
+    except TypeError:
+        messages = _encode_binary(PacketType.ACK, namespace, ack_id, args, serializer)
+        if messages is None:
+            raise
+        return messages
+    if namespace == "/":
+        return [f"3{ack_id}{payload}"]
+    return [f"3{namespace},{ack_id}{payload}"]
 
 
 # -- decoding -------------------------------------------------------------------------------------
