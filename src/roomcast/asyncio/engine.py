@@ -846,7 +846,7 @@ class EngineIOApp:
                     # checks that cannot fail for it.
                     handler.engine_message(conn, data[1:])
                     stop = None
-                    if session.state is State.CLOSED:
+                    if conn.closed:  # the handler closed the session
                         conn.after()
                         stop = _STOP
                 else:

@@ -1,0 +1,187 @@
+"""The cost of one message through Roomcast's WebSocket path, without the network: a deterministic
+measure for comparing two versions of the code, where the machine's run-to-run spread hides a 5%
+change in `make bench`.
+
+One WebSocket connection is opened on Roomcast's uvicorn protocol over an in-memory transport (the
+HTTP upgrade, the Engine.IO open, the namespace CONNECT), then the same client frame (an ``echo``
+event by default) is fed to the protocol N times; the transport only counts the bytes written.
+What is measured is all of the Python between the bytes read and the bytes written: the
+``websockets`` frame parser, uvicorn's protocol, Engine.IO, Socket.IO, the handler, the encoder and
+the framing of the reply. System calls and the event loop's polling are not.
+
+    python -m bench.hotpath                          # µs per message (best of 8 rounds)
+    python -m bench.hotpath --instructions           # instructions per message (valgrind)
+
+``--instructions`` runs this twice under valgrind's cachegrind (N and 6N messages) and divides
+the difference: the same code gives the same count to within a few instructions, run after run.
+It measures ``async def`` handlers: the hand-off to worker threads, which plain handlers pay, only
+shows under real load (``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_APP = ROOT / "bench" / "apps" / "roomcast_async.py"
+HANDSHAKE = (
+    b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+PAYLOAD = '{"seq":1,"text":"hello world"}'
+
+
+class CountingTransport(asyncio.Transport):
+    """A transport that keeps nothing: it counts the bytes written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.last = b""
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.written += len(data)
+        self.last = bytes(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 5000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def load_asgi_app(path: Path) -> Any:
+    """The ``app`` of an app file (as bench/apps/roomcast_async.py defines it)."""
+    spec = importlib.util.spec_from_file_location("hotpath_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def client_frame(text: str) -> bytes:
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
+
+
+async def measure(app: Any, event: str, count: int, rounds: int) -> float:
+    """Best µs per message over ``rounds`` rounds of ``count`` messages."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from roomcast.asyncio.uvicorn_ws import WebSocketProtocol
+
+    config = Config(app=app, ws=WebSocketProtocol, log_level="warning", lifespan="off")
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    transport = CountingTransport()
+    protocol.connection_made(transport)
+
+    async def reply_to(data: bytes, what: str) -> int:
+        before = transport.written
+        protocol.data_received(data)
+        deadline = time.monotonic() + 5
+        while transport.written == before:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"hotpath: no reply to {what}")
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # the rest of a reply written in pieces
+        return transport.written - before
+
+    await reply_to(HANDSHAKE, "the WebSocket upgrade")
+    await reply_to(client_frame("40"), "the namespace CONNECT")
+    if event == "echoack":
+        message = client_frame(f'421["echoack",{PAYLOAD}]')
+    else:
+        message = client_frame(f'42["{event}",{PAYLOAD}]')
+    reply_size = await reply_to(message, f"an {event!r} event")
+    best = float("inf")
+    for _ in range(rounds):
+        target = transport.written + count * reply_size
+        started = time.perf_counter()
+        for _ in range(count):
+            protocol.data_received(message)
+        while transport.written < target:  # (replies held until the end of the loop's pass)
+            await asyncio.sleep(0)
+        best = min(best, (time.perf_counter() - started) / count * 1e6)
+    protocol.connection_lost(None)
+    for _ in range(100):  # let the app see the disconnect and return
+        await asyncio.sleep(0)
+    return best
+
+
+def run(args: argparse.Namespace) -> float:
+    app = load_asgi_app(args.app)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(measure(app, args.event, args.count, args.rounds))
+
+
+def instructions(args: argparse.Namespace) -> int:
+    """Instructions per message: cachegrind's count for 6N messages minus that for N, over 5N."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("hotpath: --instructions needs valgrind (apt-get install valgrind)")
+    counts = []
+    for count in (args.count, 6 * args.count):
+        argv = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                sys.executable, "-m", "bench.hotpath", "--app", str(args.app), "--event", args.event,
+                "--count", str(count), "--rounds", "1"]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+        if match is None:
+            raise SystemExit("hotpath: no instruction count in valgrind's output:\n" + out.stderr[-2000:])
+        counts.append(int(match.group(1).replace(",", "")))
+    per_message: int = (counts[1] - counts[0]) // (5 * args.count)
+    return per_message
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--app", type=Path, default=DEFAULT_APP, help="an app file with async def handlers (default: bench/apps/roomcast_async.py)")
+    parser.add_argument("--event", default="echo", help="echo (default), echoack, or any event the app handles")
+    parser.add_argument("--count", type=int, default=20000, help="messages per round (default 20000)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds, best kept (default 8)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
+    args = parser.parse_args(argv)
+    if args.instructions:
+        args.count = min(args.count, 1000)
+        print(f"{args.event}: {instructions(args):,} instructions per message")
+    else:
+        print(f"{args.event}: {run(args):.2f} µs per message (best of {args.rounds})")
+
+
+if __name__ == "__main__":
+    main()
