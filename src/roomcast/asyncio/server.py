@@ -895,7 +895,7 @@ class AsyncServer:
         self._post(self._thread_done, socket, finish, ok, value, chained)
 
     def _thread_done(self, socket: Socket, finish: Any, ok: bool, value: Any, chained: bool) -> None:
-        if ok and inspect.isawaitable(value):  # a plain function that returned an awaitable
+        if ok and value is not None and inspect.isawaitable(value):  # a plain function returned an awaitable
             if not self._run_coroutine(socket, _settle(value, finish), chained):
                 return
         else:

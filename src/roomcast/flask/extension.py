@@ -285,6 +285,15 @@ class SocketIO:
             return self._run_handler(fn, call_args, environ, sid, real_namespace, real_event, args)
 
         server_handler.__name__ = f"flask_{getattr(handler, '__name__', event)}"
+        if handler is None and namespace_obj is None and event in _LIFECYCLE:
+            # The default connect/disconnect wrapper only keeps or drops the handshake environ:
+            # it never blocks, so it runs on the loop instead of costing a worker thread per connection.
+
+            async def lifecycle_default(*raw: Any) -> Any:
+                return server_handler(*raw)
+
+            lifecycle_default.__name__ = server_handler.__name__
+            return lifecycle_default
         return server_handler
 
     def _environ(self, sid: str) -> dict[str, Any] | None:
