@@ -12,6 +12,9 @@ protocol object itself, through which Roomcast's Engine.IO layer
 - writes frames synchronously while the socket is writable (:meth:`WebSocketProtocol.write`), the
   frame of a text packet built once for all recipients of a broadcast.
 
+Every write on the connection (the lane's and uvicorn's own) is held until the end of the event
+loop's pass and then written in one piece (see ``_CorkedTransport``).
+
 Everything else (the opening handshake, close handshake, keepalive pings, disconnect events, back
 pressure through ``send()`` when the socket is not writable) stays uvicorn's own, and any other ASGI
 app served by this protocol sees plain ASGI. Framing and parsing stay the ``websockets`` library's.
