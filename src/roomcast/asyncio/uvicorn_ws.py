@@ -112,18 +112,18 @@ class _CorkedTransport:
     ``_CORK_LIMIT``). Every write goes through it, uvicorn's own included, so frames keep their
     order; ``close`` writes what is held first, ``abort`` drops it."""
 
-    __slots__ = ("_transport", "_loop", "_out", "_size")
+    __slots__ = ("_transport", "_flusher", "_out", "_size")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
-        self._loop = loop
+        self._flusher = _flusher(loop)
         self._out: list[bytes] = []
         self._size = 0
 
     def write(self, data: bytes) -> None:
         out = self._out
         if not out:
-            _flusher(self._loop).add(self)
+            self._flusher.add(self)
         out.append(data)
         self._size += len(data)
         if self._size > _CORK_LIMIT:
