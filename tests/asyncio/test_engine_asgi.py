@@ -24,23 +24,12 @@ from websockets.typing import Origin
 
 import roomcast
 from roomcast import EngineServer
+from tests.helpers import wait_until
 
 if TYPE_CHECKING:
     from tests.asyncio.conftest import LiveServer
 
 TIMEOUT = 5.0
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 class Recorder:

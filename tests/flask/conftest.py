@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.helpers.live import LiveServer
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "a condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    For conditions that no event announces (a message reaching a network client); the interval is
-    short and the deadline is the only bound.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+__all__ = ["wait_until"]
 
 
 @pytest.fixture

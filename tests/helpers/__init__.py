@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root (tests/helpers/ is two levels below it)."""
@@ -15,3 +18,19 @@ def uvicorn_ws() -> str:
     import os
 
     return os.environ.get("ROOMCAST_TEST_WS") or "roomcast.asyncio.uvicorn_ws:WebSocketProtocol"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s.
+
+    For conditions that no event announces (a message reaching a network client, a server's
+    internal state); the interval is short and the deadline is the only bound.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.005)

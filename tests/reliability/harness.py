@@ -8,7 +8,6 @@ application" from uvicorn itself counts as much as one of ours.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -17,32 +16,19 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import roomcast
-from tests.helpers import live
+from tests.helpers import live, wait_until
 
 T = TypeVar("T")
 TIMEOUT = 5.0
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.005)
 
 
 # -- the live server -------------------------------------------------------------------------------
