@@ -773,30 +773,28 @@ class AsyncServer:
         """Start ``item``; a ``chained`` item starts the socket's next one once it has finished."""
         while True:
             if item[0] == "event":
-                if not self._run_event(socket, item, chained):
-                    return
-                if not chained:
-                    return
-                if not socket.queue:
-                    self._idle(socket)
-                    return
-                item = socket.queue.pop(0)
-                continue
-            fn, args, finish = self._prepare(socket, item)
-            if fn is not None:
-                if not _is_async(fn):
-                    self.workers.submit(self._run_in_thread, socket, fn, args, finish, chained)
-                    return
-                if not self._run_coroutine(socket, _settle(fn(*args), finish), chained):
-                    return
-            elif finish is not None:
-                finish(True, None)
-            if not chained:
+                done = self._run_event(socket, item, chained)
+            else:
+                done = self._run_lifecycle(socket, item, chained)
+            if not done or not chained:
                 return
             if not socket.queue:
                 self._idle(socket)
                 return
             item = socket.queue.pop(0)
+
+    def _run_lifecycle(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> bool:
+        """Start a connect or disconnect item's handler; True if it is done already (see
+        :meth:`_run_event`)."""
+        fn, args, finish = self._prepare(socket, item)
+        if fn is not None:
+            if not _is_async(fn):
+                self.workers.submit(self._run_in_thread, socket, fn, args, finish, chained)
+                return False
+            return self._run_coroutine(socket, _settle(fn(*args), finish), chained)
+        if finish is not None:
+            finish(True, None)
+        return True
 
     def _run_event(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> bool:
         """Start an event's handler; True if it is done already (an ``async def`` handler that did
@@ -827,12 +825,10 @@ class AsyncServer:
             batch.append((self._run_in_thread, (socket, fn, call_args, finish, chained)))
             return False
         try:
-            coro = fn(*call_args)
-            if type(coro) is not _CoroutineType:
-                return self._run_coroutine(
-                    socket, _settle(coro, functools.partial(self._event_done, socket, name, ack_id)), chained
-                )
-            yielded = coro.send(None)
+            awaitable = fn(*call_args)
+            if type(awaitable) is _CoroutineType:
+                yielded = awaitable.send(None)
+                awaitable = resume(awaitable, yielded)  # it suspended: finish it in a task, below
         except StopIteration as stop:
             if ack_id is not None:
                 self._event_done(socket, name, ack_id, True, stop.value)
@@ -840,29 +836,14 @@ class AsyncServer:
         except Exception as exc:
             self._event_done(socket, name, ack_id, False, exc)
             return True
-        self._spawn(self._resume_event(socket, coro, yielded, name, ack_id, chained))
-        return False
+        finish = functools.partial(self._event_done, socket, name, ack_id)
+        return self._run_coroutine(socket, _settle(awaitable, finish), chained)
 
     def _submit_batch(self) -> None:
         """Hand the plain handler calls of one pass of the loop to the workers together: one
         wake-up of a worker thread per pass instead of one per message, while the loop still reads."""
         batch, self._thread_batch = self._thread_batch, []
         self.workers.submit_many(batch)
-
-    async def _resume_event(
-        self, socket: Socket, coro: Any, yielded: Any, name: str, ack_id: int | None, chained: bool
-    ) -> None:
-        try:
-            value = await resume(coro, yielded)
-        except asyncio.CancelledError:
-            self._idle(socket)
-            raise
-        except Exception as exc:
-            self._event_done(socket, name, ack_id, False, exc)
-        else:
-            self._event_done(socket, name, ack_id, True, value)
-        if chained:
-            self._next(socket)
 
     def _run_coroutine(self, socket: Socket, coro: Any, chained: bool) -> bool:
         """Step ``coro`` until it first suspends; True if it finished without suspending, else it
@@ -927,11 +908,7 @@ class AsyncServer:
             return
         if ack_id is not None and socket.connected:
             try:
-                packets = _engine_packets(encode_ack(socket.namespace, ack_id, ack_args(value), self.serializer))
-                if len(packets) == 1:
-                    socket.conn.send(packets[0])
-                else:
-                    socket.conn.send_many(packets)
+                self._send_items(socket.conn, encode_ack(socket.namespace, ack_id, ack_args(value), self.serializer))
             except (TypeError, ValueError) as exc:
                 # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
                 # no ack, and its connection (whose reader may be running this) goes on.
@@ -1015,7 +992,11 @@ class AsyncServer:
     # -- sending ----------------------------------------------------------------------------------
 
     def _send_packets(self, conn: Connection, packet: Packet) -> None:
-        packets = _engine_packets(encode(packet, self.serializer))
+        self._send_items(conn, encode(packet, self.serializer))
+
+    def _send_items(self, conn: Connection, items: list[str | bytes]) -> None:
+        """Write one encoded Socket.IO packet (its text, then its attachments)."""
+        packets = _engine_packets(items)
         if len(packets) == 1:
             conn.send(packets[0])
         else:

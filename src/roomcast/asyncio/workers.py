@@ -59,12 +59,7 @@ class Workers:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a worker thread. Exceptions are the caller's to catch inside ``fn``;
         one that escapes is logged."""
-        with self._lock:
-            self._pending.append((fn, args))
-            if self._running == 0 or _monotonic() - self._last_start > self.stall:
-                self._wake()
-            elif not self._watching.is_set():
-                self._watch()
+        self.submit_many([(fn, args)])
 
     def submit_many(self, calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
         """:meth:`submit` for several calls at once: one wake-up at most for all of them."""
