@@ -111,10 +111,7 @@ def call_in_socket_request(
     as in a pushed app context.
     """
     if manage_session and _nothing_observes(app):
-        cache: dict[str, _SocketRequestContext] = environ.setdefault(_CONTEXTS_KEY, {})
-        ctx = cache.pop(sid, None)
-        if ctx is None or ctx.app is not app:
-            ctx = _SocketRequestContext(app, environ, session=_managed_session(app, environ))
+        cache, ctx = _take_context(app, environ, sid)
         app_ctx = _cv_app.get(None)
         app_token = None
         if app_ctx is None or app_ctx.app is not app:
@@ -126,10 +123,7 @@ def call_in_socket_request(
             app_token = _cv_app.set(app_ctx)
         request_token = _cv_request.set(ctx)
         try:
-            request = ctx.request
-            request.sid = sid  # type: ignore[attr-defined]
-            request.namespace = namespace  # type: ignore[attr-defined]
-            request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
+            _tag_request(ctx.request, sid, namespace, event, args)
             return fn(*call_args)
         finally:
             _cv_request.reset(request_token)
@@ -174,24 +168,35 @@ def socket_request(
     """
     if not manage_session:
         with app.request_context(environ):
-            _tag_request(sid, namespace, event, args)
+            request = flask.request._get_current_object()  # type: ignore[attr-defined]
+            _tag_request(request, sid, namespace, event, args)
             yield
             session = flask.session._get_current_object()  # type: ignore[attr-defined]
             if getattr(session, "modified", True):
                 app.session_interface.save_session(app, session, app.response_class())
         return
-    # With a managed session, one request context per socket serves all its handler calls: building
-    # one (and matching its URL) per event costs more than most handlers. It is taken out of the cache
-    # while in use, so that two calls at once (an ack callback during a handler) never share it.
+    cache, ctx = _take_context(app, environ, sid)
+    with ctx:
+        _tag_request(ctx.request, sid, namespace, event, args)
+        yield
+    cache[sid] = ctx
+
+
+def _take_context(
+    app: flask.Flask, environ: dict[str, Any], sid: str
+) -> tuple[dict[str, _SocketRequestContext], _SocketRequestContext]:
+    """Socket ``sid``'s request context (managed sessions) and the cache to put it back into.
+
+    One request context per socket serves all its handler calls: building one (and matching its URL)
+    per event costs more than most handlers. It is taken out of the cache while in use, so that two
+    calls at once (an ack callback during a handler) never share it.
+    """
     cache: dict[str, _SocketRequestContext] = environ.setdefault(_CONTEXTS_KEY, {})
     ctx = cache.pop(sid, None)
     if ctx is None or ctx.app is not app:
         # RequestContext takes the session to use instead of opening one (Flask's public signature).
         ctx = _SocketRequestContext(app, environ, session=_managed_session(app, environ))
-    with ctx:
-        _tag_request(sid, namespace, event, args)
-        yield
-    cache[sid] = ctx
+    return cache, ctx
 
 
 def forget_socket(environ: dict[str, Any], sid: str) -> None:
@@ -215,8 +220,8 @@ class _SocketRequestContext(RequestContext):
             self._matched = True
 
 
-def _tag_request(sid: str, namespace: str, event: str | None, args: tuple[Any, ...]) -> None:
-    request = flask.request._get_current_object()  # type: ignore[attr-defined]
+def _tag_request(request: Any, sid: str, namespace: str, event: str | None, args: tuple[Any, ...]) -> None:
+    """What Flask-SocketIO's handlers find on ``flask.request``."""
     request.sid = sid
     request.namespace = namespace
     request.event = {"message": event, "args": args}
