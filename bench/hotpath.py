@@ -47,12 +47,10 @@ class CountingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
-        self.last = b""
         self.closing = False
 
     def write(self, data: Any) -> None:
         self.written += len(data)
-        self.last = bytes(data)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 5000)}.get(name, default)
@@ -170,7 +168,8 @@ def instructions(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--app", type=Path, default=DEFAULT_APP, help="an app file with async def handlers (default: bench/apps/roomcast_async.py)")
+    parser.add_argument("--app", type=Path, default=DEFAULT_APP,
+                        help="an app file with async def handlers (default: bench/apps/roomcast_async.py)")
     parser.add_argument("--event", default="echo", help="echo (default), echoack, or any event the app handles")
     parser.add_argument("--count", type=int, default=20000, help="messages per round (default 20000)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds, best kept (default 8)")
