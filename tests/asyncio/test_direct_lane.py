@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect as ws_connect
 
 import roomcast
+from roomcast.asyncio import uvicorn_ws
 from roomcast.asyncio.uvicorn_ws import WebSocketProtocol
 from tests.asyncio.conftest import LiveServer
 
@@ -150,3 +152,16 @@ def test_oversized_message_through_the_lane(serve: Callable[..., LiveServer]) ->
         with pytest.raises(ConnectionClosed) as closed:
             client.recv(TIMEOUT)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_frames_are_what_websockets_serializes(opcode: Opcode) -> None:
+    # The lane reuses the header websockets writes for each payload length: every length class (7-bit,
+    # 16-bit, 64-bit) and both sides of the cache's limit must give the library's bytes exactly.
+    headers = uvicorn_ws._TEXT_HEADERS if opcode is Opcode.TEXT else uvicorn_ws._BINARY_HEADERS
+    limit = uvicorn_ws._HEADER_CACHE_MAX
+    for size in (0, 1, 2, 125, 126, 127, 1000, limit - 1, limit, limit + 1, 65535, 65536, 70000):
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+        for _ in range(2):  # the first builds the header, the second reuses it
+            framed = uvicorn_ws._frame(opcode, headers, payload)
+            assert framed == Frame(opcode, payload).serialize(mask=False), size

@@ -46,6 +46,27 @@ _OPEN = _WSState.OPEN
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 
+# The header of a final, unmasked frame without extensions depends on its opcode and payload length
+# alone (RFC 6455, 5.2), so the header ``websockets`` writes for a payload of each length is kept
+# and reused: building a ``Frame`` and serializing it costs about as much as the rest of an echo's
+# reply. Kept for payloads up to this many bytes: at most 4,097 headers of 2 or 4 bytes per opcode.
+_HEADER_CACHE_MAX = 4096
+_TEXT_HEADERS: dict[int, bytes] = {}
+_BINARY_HEADERS: dict[int, bytes] = {}
+
+
+def _frame(opcode: Opcode, headers: dict[int, bytes], payload: bytes) -> bytes:
+    """The final unmasked frame of ``payload``, exactly as ``websockets`` serializes it; ``headers``
+    holds the headers of ``opcode`` built so far."""
+    size = len(payload)
+    if size > _HEADER_CACHE_MAX:
+        return Frame(opcode, payload).serialize(mask=False)
+    header = headers.get(size)
+    if header is None:
+        header = headers[size] = Frame(opcode, bytes(size)).serialize(mask=False)[: -size or None]
+    return header + payload
+
+
 # One-entry cache of the last text frame built: a broadcast writes the very same ``str`` object to
 # every recipient, so it is encoded and framed once. Holding the reference keeps ``is`` exact.
 _last_text: str | None = None
@@ -56,7 +77,7 @@ def _text_frame(text: str) -> bytes:
     global _last_text, _last_frame
     if text is _last_text:
         return _last_frame
-    frame = Frame(_TEXT, text.encode()).serialize(mask=False)
+    frame = _frame(_TEXT, _TEXT_HEADERS, text.encode())
     _last_text, _last_frame = text, frame
     return frame
 
@@ -270,10 +291,31 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         """Drop the messages that still arrive (the session is over; the close handshake follows)."""
         self._on_message = _discard
 
+    def handle_events(self) -> None:
+        """uvicorn's dispatch of the parser's events, except that on the lane a message in one frame
+        (nearly all of them) goes straight to :meth:`_message`."""
+        if self._on_message is None:
+            super().handle_events()
+            return
+        for event in self.conn.events_received():
+            if type(event) is Frame and event.fin and (event.opcode is _TEXT or event.opcode is _BINARY):
+                # (A new data frame is the start of a message: websockets rejects one in the middle of
+                # a fragmented message before it gets here.)
+                self.curr_msg_data_type = "text" if event.opcode is _TEXT else "bytes"
+                self.frames = []
+                self._message(event.data)  # type: ignore[arg-type]
+            else:  # control frames, fragments: uvicorn's own handling
+                self.conn.events.append(event)
+                super().handle_events()
+
     def send_receive_event_to_app(self) -> None:
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.frames = []
+        self._message(data)
+
+    def _message(self, data: bytes) -> None:
+        """A whole message received: to the lane's callback, or queued for ``receive()``."""
         if self.close_sent:
             return
         message: str | bytes = data
@@ -332,7 +374,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         elif type(packet) is str:
             self.transport.write(_text_frame(packet))
         else:
-            self.transport.write(Frame(_BINARY, cast(bytes, packet)).serialize(mask=False))
+            self.transport.write(_frame(_BINARY, _BINARY_HEADERS, cast(bytes, packet)))
 
     def abort(self) -> None:
         """Drop the connection now, buffered frames included (a client that stopped reading)."""
