@@ -1031,27 +1031,12 @@ class AsyncServer:
         if callback is None:
             if self._recovery is not None:
                 self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
-                return
-            if type(to) is str and skip_sid is None and exclude_rooms is None:
-                # The commonest emit: to one room, usually a sid (a reply to one client).
-                members = self.rooms_table.room(namespace, to)
-                if len(members) == 1:
-                    socket = self.sockets.get(next(iter(members)))  # (delivering may empty the room)
-                    if socket is not None:
-                        socket.deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)))
-                    return
+            else:
+                self._deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)),
+                              namespace, to, skip_sid, exclude_rooms)
+            return
         sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
-        if not sids:
-            return
         sockets = self.sockets
-        if callback is None:
-            items = encode_event(namespace, event, args, None, self.serializer)
-            packets = _engine_packets(items)
-            for sid in sids:
-                socket = sockets.get(sid)
-                if socket is not None:
-                    socket.deliver(packets)
-            return
         for sid in sids:
             socket = sockets.get(sid)
             if socket is None:
@@ -1059,6 +1044,34 @@ class AsyncServer:
             ack_id = socket.add_ack(self._wrap_callback(callback), self.max_pending_acks)
             items = encode_event(namespace, event, args, ack_id, self.serializer)
             socket.deliver(_engine_packets(items))
+
+    def _deliver(
+        self, packets: list[str | bytes], namespace: str, to: Any, skip_sid: Any, exclude_rooms: Any
+    ) -> None:
+        """Write encoded packets to every recipient of an emit (on the loop)."""
+        sockets = self.sockets
+        if type(to) is str and skip_sid is None and exclude_rooms is None:
+            # The commonest emit: to one room, usually a sid (a reply to one client).
+            members = self.rooms_table.room(namespace, to)
+            if len(members) == 1:
+                socket = sockets.get(next(iter(members)))  # (delivering may empty the room)
+                if socket is not None:
+                    socket.deliver(packets)
+                return
+        for sid in self._recipients(namespace, to, skip_sid, exclude_rooms):
+            socket = sockets.get(sid)
+            if socket is not None:
+                socket.deliver(packets)
+
+    def _emit_from_thread(self, event: str, args: tuple[Any, ...], to: Any, namespace: str, skip_sid: Any) -> None:
+        """An emit without callback from a thread other than the loop's: encoded right here (so the
+        caller gets an unserializable argument's error), delivered on the loop, in order with the
+        thread's other calls to it."""
+        if self._recovery is not None:  # stamped with its offset on the loop, where offsets are kept
+            self.submit(self._emit, event, args, to, namespace, skip_sid, None, None)
+            return
+        packets = _engine_packets(encode_event(namespace, event, args, None, self.serializer))
+        self.submit(self._deliver, packets, namespace, to, skip_sid, None)
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(callback, asyncio.Future):

@@ -95,15 +95,16 @@ def call_in_socket_request(
     environ: dict[str, Any],
     fn: Callable[..., Any],
     call_args: tuple[Any, ...],
-    *,
     manage_session: bool,
     sid: str,
     namespace: str,
     event: str | None,
     args: tuple[Any, ...],
+    on_error: Callable[[str, Exception], Any] | None = None,
 ) -> Any:
     """``fn(*call_args)`` in ``app``'s app and request contexts for one Socket.IO handler call
-    (see :func:`socket_request`).
+    (see :func:`socket_request`); an exception it raises goes to ``on_error(namespace, exc)`` (in the
+    same contexts), whose result is returned instead, or which raises.
 
     When nothing in the app observes contexts being pushed and popped (no teardown functions, no
     receivers of Flask's context signals), the contexts are bound directly: what a push and a pop
@@ -111,7 +112,7 @@ def call_in_socket_request(
     as in a pushed app context.
     """
     if manage_session and _nothing_observes(app):
-        cache, ctx = _take_context(app, environ, sid)
+        cache, ctx = _take_context(app, environ, sid, namespace)
         app_ctx = _cv_app.get(None)
         app_token = None
         if app_ctx is None or app_ctx.app is not app:
@@ -123,8 +124,12 @@ def call_in_socket_request(
             app_token = _cv_app.set(app_ctx)
         request_token = _cv_request.set(ctx)
         try:
-            _tag_request(ctx.request, sid, namespace, event, args)
+            ctx.request.event = {"message": event, "args": args}
             return fn(*call_args)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            return on_error(namespace, exc)
         finally:
             _cv_request.reset(request_token)
             if app_token is not None:
@@ -133,21 +138,25 @@ def call_in_socket_request(
     with socket_request(
         app, environ, manage_session=manage_session, sid=sid, namespace=namespace, event=event, args=args
     ):
-        return fn(*call_args)
-
-
-_OBSERVING_SIGNALS = (appcontext_pushed, appcontext_popped, appcontext_tearing_down, request_tearing_down)
+        try:
+            return fn(*call_args)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            return on_error(namespace, exc)
 
 
 def _nothing_observes(app: flask.Flask) -> bool:
     """No teardown function and no receiver of the context signals: pushing and popping the
     contexts has no effect beyond binding them."""
-    if app.teardown_appcontext_funcs or any(app.teardown_request_funcs.values()):
-        return False
-    for signal in _OBSERVING_SIGNALS:
-        if signal.receivers:
-            return False
-    return True
+    return not (
+        app.teardown_appcontext_funcs
+        or appcontext_pushed.receivers
+        or appcontext_popped.receivers
+        or appcontext_tearing_down.receivers
+        or request_tearing_down.receivers
+        or any(app.teardown_request_funcs.values())
+    )
 
 
 @contextmanager
@@ -175,27 +184,30 @@ def socket_request(
             if getattr(session, "modified", True):
                 app.session_interface.save_session(app, session, app.response_class())
         return
-    cache, ctx = _take_context(app, environ, sid)
+    cache, ctx = _take_context(app, environ, sid, namespace)
     with ctx:
-        _tag_request(ctx.request, sid, namespace, event, args)
+        ctx.request.event = {"message": event, "args": args}
         yield
     cache[sid] = ctx
 
 
 def _take_context(
-    app: flask.Flask, environ: dict[str, Any], sid: str
+    app: flask.Flask, environ: dict[str, Any], sid: str, namespace: str
 ) -> tuple[dict[str, _SocketRequestContext], _SocketRequestContext]:
     """Socket ``sid``'s request context (managed sessions) and the cache to put it back into.
 
     One request context per socket serves all its handler calls: building one (and matching its URL)
-    per event costs more than most handlers. It is taken out of the cache while in use, so that two
-    calls at once (an ack callback during a handler) never share it.
+    per event costs more than most handlers. Its request carries the socket's ``sid`` and
+    ``namespace`` from the start (the caller sets ``request.event``). It is taken out of the cache
+    while in use, so that two calls at once (an ack callback during a handler) never share it.
     """
     cache: dict[str, _SocketRequestContext] = environ.setdefault(_CONTEXTS_KEY, {})
     ctx = cache.pop(sid, None)
     if ctx is None or ctx.app is not app:
         # RequestContext takes the session to use instead of opening one (Flask's public signature).
         ctx = _SocketRequestContext(app, environ, session=_managed_session(app, environ))
+        ctx.request.sid = sid
+        ctx.request.namespace = namespace
     return cache, ctx
 
 

@@ -254,6 +254,8 @@ class SocketIO:
         """
         catch_all_event = event == "*"
         catch_all_namespace = namespace == "*"
+        if handler is not None and not catch_all_event and not catch_all_namespace and event not in _LIFECYCLE:
+            return self._event_handler(event, namespace, handler)
 
         def server_handler(*raw: Any) -> Any:
             i = 0
@@ -295,6 +297,20 @@ class SocketIO:
             lifecycle_default.__name__ = server_handler.__name__
             return lifecycle_default
         return server_handler
+
+    def _event_handler(self, event: str, namespace: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """:meth:`_server_handler` for the commonest case: a function handling one event of one
+        namespace."""
+        environs = self._environs
+
+        def event_handler(sid: str, *args: Any) -> Any:
+            environ = environs.get(sid) or self._environ(sid)
+            if environ is None:  # the socket is gone
+                return None
+            return self._run_handler(handler, args, environ, sid, namespace, event, args)
+
+        event_handler.__name__ = f"flask_{getattr(handler, '__name__', event)}"
+        return event_handler
 
     def _environ(self, sid: str) -> dict[str, Any] | None:
         environ = self._environs.get(sid)
@@ -377,22 +393,19 @@ class SocketIO:
     ) -> Any:
         """Call ``fn`` in the Flask contexts of socket ``sid``, with the namespace's error handler."""
         return context.call_in_socket_request(
-            self._app_for(environ), environ, self._call_handler, (fn, call_args, namespace),
-            manage_session=self.manage_session, sid=sid, namespace=namespace, event=event, args=event_args,
+            self._app_for(environ), environ, fn, call_args, self.manage_session, sid, namespace, event, event_args,
+            self._on_error,
         )
 
-    def _call_handler(self, fn: Callable[..., Any], call_args: tuple[Any, ...], namespace: str) -> Any:
-        """``fn(*call_args)`` with the namespace's error handler (in the socket's Flask contexts)."""
-        try:
-            return fn(*call_args)
-        except (ConnectionRefusedError, builtins.ConnectionRefusedError):
-            raise  # the server turns it into the client's connect_error
-        except Exception as exc:
-            error_handler = self.exception_handlers.get(namespace, self.default_exception_handler)
-            if error_handler is None:
-                # The server logs it, once, with the event name.
-                raise
-            return error_handler(exc)
+    def _on_error(self, namespace: str, exc: Exception) -> Any:
+        """A handler raised ``exc`` (in the socket's Flask contexts): the namespace's error handler's
+        result, or ``exc`` raised again for the server to log."""
+        if isinstance(exc, (ConnectionRefusedError, builtins.ConnectionRefusedError)):
+            raise exc  # the server turns it into the client's connect_error
+        error_handler = self.exception_handlers.get(namespace, self.default_exception_handler)
+        if error_handler is None:
+            raise exc  # the server logs it, once, with the event name
+        return error_handler(exc)
 
     def _context_callback(self, callback: Callable[..., Any], sid: str, namespace: str) -> Callable[..., Any]:
         """Wrap an ack callback to run in the Flask contexts of the socket that emitted."""
@@ -494,9 +507,18 @@ class SocketIO:
         current = context.current_socket()
         if not include_self and not skip_sid and current is not None:
             skip_sid = current[0]
-        if callback is not None and current is not None:
+        if callback is None:
+            self._emit_to(event, emit_args(args), to, namespace, skip_sid)
+            return
+        if current is not None:
             callback = self._context_callback(callback, *current)
         self._on_loop(self._srv()._emit, event, emit_args(args), to, namespace, skip_sid, None, callback)
+
+    def _emit_to(self, event: str, args: tuple[Any, ...], to: Any, namespace: str, skip_sid: Any) -> None:
+        """An emit without callback, encoded on the calling thread (see ``AsyncServer._emit_from_thread``)."""
+        server = self._srv()
+        if server.loop is not None:  # (not serving yet: no client can be connected)
+            server._emit_from_thread(event, args, to, namespace, skip_sid)
 
     def send(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import context
+from ._util import emit_args
 
 __all__ = ["emit", "send", "call", "join_room", "leave_room", "close_room", "rooms", "disconnect"]
 
@@ -23,6 +24,9 @@ def emit(event: str, *args: Any, **kwargs: Any) -> None:
     tuple.
     """
     sid, namespace = context.in_socket_context("emit")
+    if not kwargs:  # the commonest call: a reply to the client being handled
+        context.current_extension()._emit_to(event, emit_args(args), sid, namespace, None)
+        return
     if "namespace" in kwargs:
         namespace = kwargs.pop("namespace")
     broadcast = kwargs.pop("broadcast", False)
