@@ -117,6 +117,17 @@ def _engine_packets(items: list[str | bytes]) -> list[str | bytes]:
     return ["4" + first, *items[1:]]
 
 
+def _event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer: Any) -> list[str | bytes]:
+    """An EVENT without ack id as Engine.IO packets: ``_engine_packets(encode_event(...))``, the
+    commonest case (plain JSON on ``/``) in one step."""
+    if namespace == "/" and type(event) is str:
+        try:
+            return ["42" + serializer.dumps([event, *args])]
+        except TypeError:
+            pass  # binary arguments: encode_event sends them as attachments
+    return _engine_packets(encode_event(namespace, event, args, None, serializer))
+
+
 async def _settle(awaitable: Any, finish: Callable[[bool, Any], None]) -> None:
     """Await a handler and report its outcome: ``finish(True, result)`` or ``finish(False, exc)``."""
     try:
@@ -489,7 +500,13 @@ class AsyncServer:
             self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
             conn.close(Reason.PARSE_ERROR, flush=False)
             return
-        self._enqueue(socket, ("event", name, data[1:], ack_id))
+        item = ("event", name, data[1:], ack_id)
+        if socket.running or self.concurrent_handlers:
+            self._enqueue(socket, item)
+        else:  # an idle socket (nearly always): what _enqueue and _start do for it, in fewer steps
+            socket.running = True
+            if self._run_event(socket, item, True):
+                self._next(socket)
 
     def engine_disconnect(self, conn: Connection, reason: str) -> None:
         state: _ConnState | None = conn.state
@@ -1032,8 +1049,8 @@ class AsyncServer:
             if self._recovery is not None:
                 self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
             else:
-                self._deliver(_engine_packets(encode_event(namespace, event, args, None, self.serializer)),
-                              namespace, to, skip_sid, exclude_rooms)
+                self._deliver(_event_packets(namespace, event, args, self.serializer), namespace, to, skip_sid,
+                              exclude_rooms)
             return
         sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
         sockets = self.sockets
@@ -1070,7 +1087,7 @@ class AsyncServer:
         if self._recovery is not None:  # stamped with its offset on the loop, where offsets are kept
             self.submit(self._emit, event, args, to, namespace, skip_sid, None, None)
             return
-        packets = _engine_packets(encode_event(namespace, event, args, None, self.serializer))
+        packets = _event_packets(namespace, event, args, self.serializer)
         self.submit(self._deliver, packets, namespace, to, skip_sid, None)
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -256,7 +256,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Queue()  # type: ignore[assignment]
-        self.writable = _Event()  # type: ignore[assignment]
+        self.writable: _Event = _Event()  # type: ignore[assignment]
         self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
 
@@ -350,9 +350,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def write(self, packet: str | bytes) -> bool:
         """Write one message frame now; False (nothing written) when not :meth:`writable_now`."""
-        if not self.writable_now():
+        if not (
+            self.writable._value and not self.close_sent and not self.disconnected and self.conn.state is _OPEN
+        ):
             return False
-        self._write(packet)
+        if type(packet) is str and not self.conn.extensions:  # (the commonest frame, without a call)
+            self.transport.write(_text_frame(packet))
+        else:
+            self._write(packet)
         return True
 
     def write_many(self, packets: list[str | bytes]) -> bool:

@@ -124,7 +124,7 @@ def call_in_socket_request(
             app_token = _cv_app.set(app_ctx)
         request_token = _cv_request.set(ctx)
         try:
-            ctx.request.event = {"message": event, "args": args}
+            ctx.request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
             return fn(*call_args)
         except Exception as exc:
             if on_error is None:
@@ -186,7 +186,7 @@ def socket_request(
         return
     cache, ctx = _take_context(app, environ, sid, namespace)
     with ctx:
-        ctx.request.event = {"message": event, "args": args}
+        ctx.request.event = {"message": event, "args": args}  # type: ignore[attr-defined]
         yield
     cache[sid] = ctx
 
@@ -206,8 +206,9 @@ def _take_context(
     if ctx is None or ctx.app is not app:
         # RequestContext takes the session to use instead of opening one (Flask's public signature).
         ctx = _SocketRequestContext(app, environ, session=_managed_session(app, environ))
-        ctx.request.sid = sid
-        ctx.request.namespace = namespace
+        request: Any = ctx.request  # (Flask-SocketIO's attributes, unknown to Flask's type)
+        request.sid = sid
+        request.namespace = namespace
     return cache, ctx
 
 
