@@ -835,11 +835,10 @@ class AsyncServer:
         fn, lead, is_async = entry
         call_args = (*lead, socket.sid, *args) if lead else (socket.sid, *args)
         if not is_async:
-            finish = functools.partial(self._event_done, socket, name, ack_id)
             batch = self._thread_batch
             if not batch:
                 self.loop.call_soon(self._submit_batch)  # type: ignore[union-attr]
-            batch.append((self._run_in_thread, (socket, fn, call_args, finish, chained)))
+            batch.append((self._run_event_in_thread, (socket, fn, call_args, name, ack_id, chained)))
             return False
         try:
             awaitable = fn(*call_args)
@@ -891,6 +890,30 @@ class AsyncServer:
         except BaseException as exc:
             value, ok = exc, False
         self._post(self._thread_done, socket, finish, ok, value, chained)
+
+    def _run_event_in_thread(
+        self, socket: Socket, fn: Callable[..., Any], args: tuple[Any, ...], name: str, ack_id: int | None,
+        chained: bool,
+    ) -> None:
+        """:meth:`_run_in_thread` for an event's handler, with what its outcome needs instead of a
+        ``finish`` callback made per message."""
+        try:
+            value, ok = fn(*args), True
+        except BaseException as exc:
+            value, ok = exc, False
+        self._post(self._event_thread_done, socket, name, ack_id, ok, value, chained)
+
+    def _event_thread_done(
+        self, socket: Socket, name: str, ack_id: int | None, ok: bool, value: Any, chained: bool
+    ) -> None:
+        if ok and value is not None and inspect.isawaitable(value):  # a plain function returned an awaitable
+            finish = functools.partial(self._event_done, socket, name, ack_id)
+            if not self._run_coroutine(socket, _settle(value, finish), chained):
+                return
+        elif not ok or ack_id is not None:
+            self._event_done(socket, name, ack_id, ok, value)
+        if chained:
+            self._next(socket)
 
     def _thread_done(self, socket: Socket, finish: Any, ok: bool, value: Any, chained: bool) -> None:
         if ok and value is not None and inspect.isawaitable(value):  # a plain function returned an awaitable
