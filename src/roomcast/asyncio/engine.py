@@ -836,17 +836,20 @@ class EngineIOApp:
         handler = self.handler
         quick_limit = self.config.max_http_buffer_size // 4  # characters that surely fit the limit
 
+        engine_message = handler.engine_message
+        open_state, closed_state = State.OPEN, State.CLOSED
+
         def on_message(data: str | bytes) -> None:
             try:
                 if (
                     type(data) is str and data[:1] == "4" and len(data) <= quick_limit
-                    and session.state is State.OPEN
+                    and session.state is open_state
                 ):
                     # The common case, a text message on an open session: _ws_message minus the
                     # checks that cannot fail for it.
-                    handler.engine_message(conn, data[1:])
+                    engine_message(conn, data[1:])
                     stop = None
-                    if conn.closed:  # the handler closed the session
+                    if session.state is closed_state:  # the handler closed the session
                         conn.after()
                         stop = _STOP
                 else:

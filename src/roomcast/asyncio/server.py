@@ -500,12 +500,11 @@ class AsyncServer:
             self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
             conn.close(Reason.PARSE_ERROR, flush=False)
             return
-        item = ("event", name, data[1:], ack_id)
         if socket.running or self.concurrent_handlers:
-            self._enqueue(socket, item)
+            self._enqueue(socket, ("event", name, data[1:], ack_id))
         else:  # an idle socket (nearly always): what _enqueue and _start do for it, in fewer steps
             socket.running = True
-            if self._run_event(socket, item, True):
+            if self._run_event(socket, name, data[1:], ack_id, True):
                 self._next(socket)
 
     def engine_disconnect(self, conn: Connection, reason: str) -> None:
@@ -790,7 +789,7 @@ class AsyncServer:
         """Start ``item``; a ``chained`` item starts the socket's next one once it has finished."""
         while True:
             if item[0] == "event":
-                done = self._run_event(socket, item, chained)
+                done = self._run_event(socket, item[1], item[2], item[3], chained)
             else:
                 done = self._run_lifecycle(socket, item, chained)
             if not done or not chained:
@@ -813,14 +812,13 @@ class AsyncServer:
             finish(True, None)
         return True
 
-    def _run_event(self, socket: Socket, item: tuple[Any, ...], chained: bool) -> bool:
+    def _run_event(self, socket: Socket, name: str, args: list[Any], ack_id: int | None, chained: bool) -> bool:
         """Start an event's handler; True if it is done already (an ``async def`` handler that did
         not suspend, or no handler), False if it goes on in a task or on a worker thread.
 
         The hot path of every message: the handler found once per event name, an ``async def``
         handler stepped directly, no wrapper coroutine and no callback object unless needed.
         """
-        _, name, args, ack_id = item
         if not socket.connected:
             return True
         key = (socket.key, socket.namespace, name)  # the namespace too: dynamic ones pass it on
