@@ -687,6 +687,9 @@ class SocketIO:
         def serve() -> None:
             import uvicorn
 
+            from ..cli import tune_gc
+
+            tune_gc()
             config = uvicorn.Config(
                 asgi,
                 host=host,
