@@ -98,6 +98,28 @@ def test_error_handler_per_namespace_and_default(app: Flask, caplog: pytest.LogC
     assert error_records(caplog) == []
 
 
+def test_emitting_what_json_cannot_hold_raises_in_the_handler(app: Flask) -> None:
+    # As in Flask-SocketIO, emit() encodes at once: the handler (and its error handler) sees the
+    # TypeError, and nothing half-encoded reaches the client.
+    socketio = SocketIO(app)
+    seen: list[type[BaseException]] = []
+
+    @socketio.on("send a set")
+    def send_a_set() -> None:
+        emit("a set", {1, 2})
+
+    @socketio.on_error()
+    def on_error(exc: Exception) -> str:
+        seen.append(type(exc))
+        return "refused"
+
+    client = socketio.test_client(app)
+    assert client.emit("send a set", callback=True) == "refused"
+    assert seen == [TypeError]
+    assert client.get_received() == []
+    assert client.is_connected()
+
+
 def test_error_handlers_must_be_callable(app: Flask) -> None:
     socketio = SocketIO(app)
     with pytest.raises(ValueError):
