@@ -159,7 +159,7 @@ def _nothing_observes(app: flask.Flask) -> bool:
         or appcontext_popped.receivers
         or appcontext_tearing_down.receivers
         or request_tearing_down.receivers
-        or any(app.teardown_request_funcs.values())
+        or (app.teardown_request_funcs and any(app.teardown_request_funcs.values()))
     )
 
 
@@ -205,7 +205,9 @@ def _take_context(
     ``namespace`` from the start (the caller sets ``request.event``). It is taken out of the cache
     while in use, so that two calls at once (an ack callback during a handler) never share it.
     """
-    cache: dict[str, _SocketRequestContext] = environ.setdefault(_CONTEXTS_KEY, {})
+    cache: dict[str, _SocketRequestContext] | None = environ.get(_CONTEXTS_KEY)
+    if cache is None:
+        cache = environ[_CONTEXTS_KEY] = {}
     ctx = cache.pop(sid, None)
     if ctx is None or ctx.app is not app:
         # RequestContext takes the session to use instead of opening one (Flask's public signature).
