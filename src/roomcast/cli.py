@@ -71,7 +71,8 @@ def serve(
 
     tune_gc()
     uvicorn.run(obj, host=host, port=port, log_level="info" if log_output else "warning",
-                access_log=bool(log_output), ws_per_message_deflate=False, ws=websocket_protocol())
+                access_log=bool(log_output), ws_per_message_deflate=False, ws=websocket_protocol(),
+                http=http_protocol())
 
 
 #: The cyclic garbage collector's first threshold under :func:`tune_gc` (Python's default: 700).
@@ -104,6 +105,16 @@ def websocket_protocol() -> Any:
     except ImportError:
         return "auto"
     return WebSocketProtocol
+
+
+def http_protocol() -> Any:
+    """The ``http`` for uvicorn: Roomcast's (uvicorn's ``httptools`` protocol with corked writes, see
+    :mod:`roomcast.asyncio.uvicorn_http`), or uvicorn's choice without httptools."""
+    try:
+        from .asyncio.uvicorn_http import HttpProtocol
+    except ImportError:
+        return "auto"
+    return HttpProtocol
 
 
 def _socketio_of(obj: Any) -> tuple[Any, Any]:

@@ -20,6 +20,14 @@ def uvicorn_ws() -> str:
     return os.environ.get("ROOMCAST_TEST_WS") or "roomcast.asyncio.uvicorn_ws:WebSocketProtocol"
 
 
+def uvicorn_http() -> str:
+    """The ``http`` option the tests give uvicorn: with ``ROOMCAST_TEST_WS`` set, uvicorn's own (a bare
+    ``uvicorn app:app``), else Roomcast's corked httptools protocol, as ``roomcast run`` serves."""
+    import os
+
+    return "auto" if os.environ.get("ROOMCAST_TEST_WS") else "roomcast.asyncio.uvicorn_http:HttpProtocol"
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s.
 

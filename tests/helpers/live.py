@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from tests.helpers import uvicorn_ws
+from tests.helpers import uvicorn_http, uvicorn_ws
 
 T = TypeVar("T")
 
@@ -46,6 +46,7 @@ class LiveServer:
         options.setdefault("lifespan", "off")
         options.setdefault("timeout_graceful_shutdown", 2)
         options.setdefault("ws", uvicorn_ws())
+        options.setdefault("http", uvicorn_http())
         self.server = uvicorn.Server(uvicorn.Config(app, **options))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, name=f"uvicorn-{self.port}", daemon=True

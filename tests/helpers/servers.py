@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from tests.helpers import ROOT, uvicorn_ws
+from tests.helpers import ROOT, uvicorn_http, uvicorn_ws
 
 HOST = "127.0.0.1"
 
@@ -290,6 +290,8 @@ class RoomcastServer(ServerProcess):
             str(self.graceful_shutdown),
             "--ws",
             uvicorn_ws(),
+            "--http",
+            uvicorn_http(),
             *self.extra_args,
         ]
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 import roomcast  # noqa: E402
-from tests.helpers import uvicorn_ws  # noqa: E402
+from tests.helpers import uvicorn_http, uvicorn_ws  # noqa: E402
 
 
 _say_lock = threading.Lock()
@@ -114,7 +114,7 @@ def main() -> None:
     sock.listen(128)  # connections made before uvicorn runs wait in the backlog
     app = roomcast.ASGIApp(build(options))
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5,
-                            ws=uvicorn_ws())
+                            ws=uvicorn_ws(), http=uvicorn_http())
     server = uvicorn.Server(config)
     say("port", sock.getsockname()[1])
     server.run(sockets=[sock])

@@ -262,7 +262,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.transport = _CorkedTransport(cast(asyncio.Transport, transport), self.loop)  # type: ignore[assignment]
+        if not isinstance(transport, _CorkedTransport):  # (Roomcast's HTTP protocol corks it already)
+            self.transport = _CorkedTransport(cast(asyncio.Transport, transport), self.loop)  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -674,6 +674,10 @@ class SocketIO:
             from ..cli import websocket_protocol
 
             kwargs["ws"] = websocket_protocol()
+        if "http" not in kwargs:
+            from ..cli import http_protocol
+
+            kwargs["http"] = http_protocol()
         for ours, theirs in (("certfile", "ssl_certfile"), ("keyfile", "ssl_keyfile")):
             if ours in kwargs:
                 kwargs[theirs] = kwargs.pop(ours)
