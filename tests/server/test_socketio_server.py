@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -262,6 +263,31 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
         with pytest.raises(roomcast.TimeoutError):
             server.call(sio.call("never_answered", 1, to=sids[1], timeout=0.2))
         assert ws.recv(timeout=5) == '420["never_answered",1]'
+
+
+def test_server_call_ends_when_the_client_disconnects(live: Any) -> None:
+    # A call() whose client goes away raises DisconnectedError at once, not after its timeout.
+    sio = roomcast.AsyncServer()
+    sids: list[str] = []
+
+    @sio.event
+    def connect(sid: str, environ: dict[str, Any]) -> None:
+        sids.append(sid)
+
+    server = live(roomcast.ASGIApp(sio))
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    with ws_client.connect(url, open_timeout=5) as ws:
+        ws.recv(timeout=5)
+        ws.send("40")
+        ws.recv(timeout=5)
+        wait_until(lambda: sids)
+        pending = asyncio.run_coroutine_threadsafe(sio.call("never_answered", 1, to=sids[0], timeout=60),
+                                                   server.loop)
+        assert ws.recv(timeout=5) == '420["never_answered",1]'
+    started = time.monotonic()
+    with pytest.raises(roomcast.DisconnectedError):
+        pending.result(timeout=10)
+    assert time.monotonic() - started < 5
 
 
 def test_catch_all_dynamic_namespaces_and_sessions(live: Any) -> None:

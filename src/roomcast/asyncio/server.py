@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator
 from .._arguments import ack_args, call_result, data_args, positional_arity
 from ..engineio.server import EngineConfig
 from ..engineio.session import Reason as EngineReason
-from ..exceptions import ConnectionRefusedError, ProtocolError, TimeoutError
+from ..exceptions import ConnectionRefusedError, DisconnectedError, ProtocolError, TimeoutError
 from ..serializer import Serializer, default_serializer, from_module
 from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_ack, encode_event, parse_event
 from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
@@ -624,6 +624,9 @@ class AsyncServer:
         if was_connected and self._recovery is not None and reason in RECOVERABLE_REASONS:
             self._save_session(socket)
         self.rooms_table.leave_all(socket.namespace, socket.sid)
+        for callback in socket.acks.values():  # a call() waiting for an ack that can no longer come
+            if isinstance(callback, _AckWaiter):
+                callback.fail(DisconnectedError(f"client {socket.sid} disconnected ({reason})"))
         socket.acks.clear()
         if was_connected:
             self._enqueue(socket, ("disconnect", reason))
@@ -1164,7 +1167,8 @@ class AsyncServer:
         timeout: float = 60,
         **kwargs: Any,
     ) -> Any:
-        """Emit to one client and wait for its ack; raise :class:`roomcast.TimeoutError` after ``timeout``.
+        """Emit to one client and wait for its ack; raise :class:`roomcast.TimeoutError` after ``timeout``,
+        :class:`roomcast.DisconnectedError` as soon as the client disconnects without acknowledging.
 
         Returns the ack's argument (a tuple when there are several, None when there are none).
         """

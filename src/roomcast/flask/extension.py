@@ -550,7 +550,8 @@ class SocketIO:
     def call(self, event: str, *args: Any, **kwargs: Any) -> Any:
         """Emit to one client (``to=sid``) and return its acknowledgement; blocks.
 
-        Raises :class:`roomcast.TimeoutError` after ``timeout`` seconds (60).
+        Raises :class:`roomcast.TimeoutError` after ``timeout`` seconds (60), and
+        :class:`roomcast.DisconnectedError` as soon as the client disconnects without acknowledging.
         """
         namespace = kwargs.pop("namespace", None) or "/"
         to = kwargs.pop("to", None) or kwargs.pop("room", None)

@@ -57,7 +57,8 @@ def send(message: Any, **kwargs: Any) -> None:
 def call(event: str, *args: Any, **kwargs: Any) -> Any:
     """Emit to the client being handled (or ``to`` a sid) and return its acknowledgement; blocks.
 
-    Raises :class:`roomcast.TimeoutError` after ``timeout`` seconds (60).
+    Raises :class:`roomcast.TimeoutError` after ``timeout`` seconds (60), and
+    :class:`roomcast.DisconnectedError` as soon as the client disconnects without acknowledging.
     """
     sid, namespace = context.in_socket_context("call")
     if "namespace" in kwargs:
