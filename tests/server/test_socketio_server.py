@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -232,7 +234,8 @@ def test_refusal_carries_message_and_data(live: Any) -> None:
     assert replies[2] == '44{"message":"not authorized","data":{"hint":"token"}}'
 
 
-def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
+def server_recording_sids(live: Any) -> tuple[roomcast.AsyncServer, list[str], Any]:
+    """A live server whose connect handler records each client's sid."""
     sio = roomcast.AsyncServer()
     sids: list[str] = []
 
@@ -240,7 +243,22 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
     def connect(sid: str, environ: dict[str, Any]) -> None:
         sids.append(sid)
 
-    server = live(roomcast.ASGIApp(sio))
+    return sio, sids, live(roomcast.ASGIApp(sio))
+
+
+@contextlib.contextmanager
+def raw_client(server: Any) -> Iterator[Any]:
+    """A WebSocket client speaking the wire protocol by hand, joined to ``/``."""
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    with ws_client.connect(url, open_timeout=5) as ws:
+        ws.recv(timeout=5)
+        ws.send("40")
+        ws.recv(timeout=5)
+        yield ws
+
+
+def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
+    sio, sids, server = server_recording_sids(live)
     c = socketio.Client(reconnection=False)
     c.on("question", lambda x: x * 2)
     c.on("silent", lambda x: None)
@@ -254,11 +272,7 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
     finally:
         c.disconnect()
     # a peer that never acknowledges: call() gives up with roomcast.TimeoutError
-    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    with ws_client.connect(url, open_timeout=5) as ws:
-        ws.recv(timeout=5)
-        ws.send("40")
-        ws.recv(timeout=5)
+    with raw_client(server) as ws:
         wait_until(lambda: len(sids) == 2)
         with pytest.raises(roomcast.TimeoutError):
             server.call(sio.call("never_answered", 1, to=sids[1], timeout=0.2))
@@ -267,19 +281,8 @@ def test_server_call_with_timeout_and_ack_callback(live: Any) -> None:
 
 def test_server_call_ends_when_the_client_disconnects(live: Any) -> None:
     # A call() whose client goes away raises DisconnectedError at once, not after its timeout.
-    sio = roomcast.AsyncServer()
-    sids: list[str] = []
-
-    @sio.event
-    def connect(sid: str, environ: dict[str, Any]) -> None:
-        sids.append(sid)
-
-    server = live(roomcast.ASGIApp(sio))
-    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
-    with ws_client.connect(url, open_timeout=5) as ws:
-        ws.recv(timeout=5)
-        ws.send("40")
-        ws.recv(timeout=5)
+    sio, sids, server = server_recording_sids(live)
+    with raw_client(server) as ws:
         wait_until(lambda: sids)
         pending = asyncio.run_coroutine_threadsafe(sio.call("never_answered", 1, to=sids[0], timeout=60),
                                                    server.loop)
