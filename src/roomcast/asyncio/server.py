@@ -808,7 +808,7 @@ class AsyncServer:
         fn, args, finish = self._prepare(socket, item)
         if fn is not None:
             if not _is_async(fn):
-                self.workers.submit(self._run_in_thread, socket, fn, args, finish, chained)
+                self.workers.submit(self._run_in_thread, self._thread_done, fn, args, socket, finish, chained)
                 return False
             return self._run_coroutine(socket, _settle(fn(*args), finish), chained)
         if finish is not None:
@@ -839,7 +839,9 @@ class AsyncServer:
             batch = self._thread_batch
             if not batch:
                 self.loop.call_soon(self._submit_batch_soon)  # type: ignore[union-attr]
-            batch.append((self._run_event_in_thread, (socket, fn, call_args, name, ack_id, chained)))
+            batch.append(
+                (self._run_in_thread, (self._event_thread_done, fn, call_args, socket, name, ack_id, chained))
+            )
             return False
         try:
             awaitable = fn(*call_args)
@@ -887,47 +889,35 @@ class AsyncServer:
         if chained:
             self._next(socket)
 
-    def _run_in_thread(
-        self, socket: Socket, fn: Callable[..., Any], args: tuple[Any, ...], finish: Any, chained: bool
-    ) -> None:
-        """On a worker thread: run a plain handler, then hand its outcome to the loop (after the emits
-        it made, in the same inbox batch)."""
+    def _run_in_thread(self, done: Callable[..., None], fn: Callable[..., Any], args: tuple[Any, ...],
+                       *context: Any) -> None:
+        """On a worker thread: run a plain handler, then hand its outcome to the loop as
+        ``done(*context, ok, value)`` (after the emits it made, in the same inbox batch)."""
         try:
             value, ok = fn(*args), True
         except BaseException as exc:
             value, ok = exc, False
-        self._post(self._thread_done, socket, finish, ok, value, chained)
+        self._post(done, *context, ok, value)
 
-    def _run_event_in_thread(
-        self, socket: Socket, fn: Callable[..., Any], args: tuple[Any, ...], name: str, ack_id: int | None,
-        chained: bool,
-    ) -> None:
-        """:meth:`_run_in_thread` for an event's handler, with what its outcome needs instead of a
-        ``finish`` callback made per message."""
-        try:
-            value, ok = fn(*args), True
-        except BaseException as exc:
-            value, ok = exc, False
-        self._post(self._event_thread_done, socket, name, ack_id, ok, value, chained)
-
-    def _event_thread_done(
-        self, socket: Socket, name: str, ack_id: int | None, ok: bool, value: Any, chained: bool
-    ) -> None:
-        if ok and value is not None and inspect.isawaitable(value):  # a plain function returned an awaitable
-            finish = functools.partial(self._event_done, socket, name, ack_id)
-            if not self._run_coroutine(socket, _settle(value, finish), chained):
-                return
-        elif not ok or ack_id is not None:
-            self._event_done(socket, name, ack_id, ok, value)
-        if chained:
-            self._next(socket)
-
-    def _thread_done(self, socket: Socket, finish: Any, ok: bool, value: Any, chained: bool) -> None:
+    def _thread_done(self, socket: Socket, finish: Any, chained: bool, ok: bool, value: Any) -> None:
         if ok and value is not None and inspect.isawaitable(value):  # a plain function returned an awaitable
             if not self._run_coroutine(socket, _settle(value, finish), chained):
                 return
         else:
             finish(ok, value)
+        if chained:
+            self._next(socket)
+
+    def _event_thread_done(
+        self, socket: Socket, name: str, ack_id: int | None, chained: bool, ok: bool, value: Any
+    ) -> None:
+        """:meth:`_thread_done` for an event's handler, without a ``finish`` callback made per message
+        unless its handler returned an awaitable."""
+        if ok and value is not None and inspect.isawaitable(value):
+            self._thread_done(socket, functools.partial(self._event_done, socket, name, ack_id), chained, ok, value)
+            return
+        if not ok or ack_id is not None:
+            self._event_done(socket, name, ack_id, ok, value)
         if chained:
             self._next(socket)
 
