@@ -29,6 +29,7 @@ from tests.reliability.harness import (
     read_frame,
     read_until_closed,
     wait_until,
+    ws_close_frame,
     ws_frame,
 )
 
@@ -262,3 +263,32 @@ def test_take_packets_without_hold_releases_at_once() -> None:
     session.take_packets()
     assert session.buffered_bytes == 0
     assert session.send("4" + "b" * 9)
+
+
+def test_connect_handler_emitting_without_bound_is_cut_at_the_buffer_bound(serve: Callable[..., App]) -> None:
+    # What a connect handler emits to its own client waits for the CONNECT reply; it counts against
+    # max_send_buffer like any queued packet, so a handler that emits without end cannot grow it.
+    sio = roomcast.AsyncServer(max_send_buffer=MAX_SEND_BUFFER)
+    emitted: list[int] = []
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
+        if auth == {"blast": True}:
+            while sid in sio.sockets and len(emitted) * len(MESSAGE) < 10 * MAX_SEND_BUFFER:
+                await sio.emit("news", MESSAGE, to=sid)
+                emitted.append(len(MESSAGE))
+
+    @sio.on("echo")
+    async def echo(sid: str, *args: Any) -> Any:
+        return args
+
+    app = serve(sio=sio)
+    with Canary(app) as canary:
+        with ws_connect(app.ws_url(), open_timeout=TIMEOUT) as ws:
+            assert str(ws.recv(TIMEOUT)).startswith("0")
+            ws.send('40{"blast":true}')
+            frames: list[Any] = []
+            ws_close_frame(ws, into=frames)  # the connection ends (dropped, as a send buffer overflow is)
+        assert MAX_SEND_BUFFER - len(MESSAGE) <= sum(emitted) <= MAX_SEND_BUFFER + len(MESSAGE)
+        assert not any(str(frame).startswith("40") for frame in frames)  # never connected
+        canary.check()

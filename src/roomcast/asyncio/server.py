@@ -154,6 +154,7 @@ class Socket:
         "queue",
         "running",
         "held",
+        "held_bytes",
         "idle_waiters",
         "pid",
         "recovered",
@@ -175,7 +176,9 @@ class Socket:
         self.queue: list[tuple[Any, ...]] = []
         self.running = False
         #: Packets emitted to the socket while its connect handler runs; sent after the CONNECT reply.
+        #: They count against the connection's ``max_send_buffer`` as queued packets do.
         self.held: list[list[str | bytes]] | None = []
+        self.held_bytes = 0
         #: Futures resolved when the queue of handlers runs dry (see :meth:`idle`).
         self.idle_waiters: list[asyncio.Future[None]] = []
         #: Connection state recovery: the private session id (None when recovery is off), and whether
@@ -205,6 +208,13 @@ class Socket:
                 self.conn.send_many(packets)
         elif self.held is not None:
             self.held.append(packets)
+            self.held_bytes += sum(len(packet) for packet in packets)
+            session = self.conn.session
+            if self.held_bytes > session.config.max_send_buffer:
+                # A connect handler emitting without bound: closed like a client that stops reading.
+                self.held = None
+                session.abort(EngineReason.SEND_BUFFER_FULL)
+                self.conn.after()
 
     def next_ack_id(self) -> int:
         return next(self._ack_ids)
