@@ -11,11 +11,15 @@ the framing of the reply. System calls and the event loop's polling are not.
 
     python -m bench.hotpath                          # µs per message (best of 8 rounds)
     python -m bench.hotpath --instructions           # instructions per message (valgrind)
+    taskset -c 0 python -m bench.hotpath --connections 50 --rounds 3000 --app bench/apps/flask_app.py
 
 ``--instructions`` runs this twice under valgrind's cachegrind (N and 6N messages) and divides
 the difference: the same code gives the same count to within a few instructions, run after run.
-It measures ``async def`` handlers: the hand-off to worker threads, which plain handlers pay, only
-shows under real load (``make bench``).
+One connection measures ``async def`` handlers well; plain handlers run one message at a time per
+connection on worker threads, so ``--connections N`` opens N connections and sends one message on
+each per round, as the benchmark's echo does: their batches and the hand-off to worker threads
+are then measured too (wall time, median of the rounds; on one core, as the benchmark runs the
+server). ``--app bench/apps/flask_app.py`` measures the Flask facade.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import importlib.util
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -74,12 +79,25 @@ class CountingTransport(asyncio.Transport):
         return 0
 
 
+FLASK_APP = ROOT / "bench" / "apps" / "flask_app.py"
+
+
 def load_asgi_app(path: Path) -> Any:
-    """The ``app`` of an app file (as bench/apps/roomcast_async.py defines it)."""
+    """The ASGI app of an app file: its ``app`` (as bench/apps/roomcast_async.py defines it), or for
+    bench/apps/flask_app.py the ASGI app of its Flask app on Roomcast's facade."""
     spec = importlib.util.spec_from_file_location("hotpath_app", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    argv = sys.argv
+    if path.resolve() == FLASK_APP:
+        sys.argv = [str(path), "--impl", "roomcast", "--port", "0"]  # (it reads its options at import)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.argv = argv
+    socketio = getattr(module, "socketio", None)
+    if socketio is not None and hasattr(socketio, "get_asgi_app"):
+        return socketio.get_asgi_app(module.app)
     return module.app
 
 
@@ -135,6 +153,58 @@ async def measure(app: Any, event: str, count: int, rounds: int) -> float:
     return best
 
 
+async def measure_many(app: Any, event: str, connections: int, rounds: int) -> float:
+    """Median µs per message over ``rounds`` rounds in which each of ``connections`` connections
+    sends one message and all the replies are awaited: what the benchmark's echo scenario does, so
+    that plain handlers' batches and the hand-off to worker threads are measured too (wall time on
+    one core, threads included)."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from roomcast.asyncio.uvicorn_ws import WebSocketProtocol
+
+    config = Config(app=app, ws=WebSocketProtocol, log_level="warning", lifespan="off")
+    config.load()
+    loop = asyncio.get_running_loop()
+    pairs = []
+    for _ in range(connections):
+        protocol = WebSocketProtocol(config, ServerState(), {}, loop)
+        transport = CountingTransport()
+        protocol.connection_made(transport)
+        pairs.append((protocol, transport))
+
+    async def all_replied(data: bytes, what: str) -> list[int]:
+        before = [transport.written for _, transport in pairs]
+        for protocol, _ in pairs:
+            protocol.data_received(data)
+        deadline = time.monotonic() + 5
+        while any(transport.written == b for (_, transport), b in zip(pairs, before)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"hotpath: no reply to {what}")
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # the rest of a reply written in pieces
+        return [transport.written - b for (_, transport), b in zip(pairs, before)]
+
+    await all_replied(HANDSHAKE, "the WebSocket upgrade")
+    await all_replied(client_frame("40"), "the namespace CONNECT")
+    message = client_frame(f'421["echoack",{PAYLOAD}]' if event == "echoack" else f'42["{event}",{PAYLOAD}]')
+    sizes = await all_replied(message, f"an {event!r} event")
+    times = []
+    for _ in range(rounds):
+        targets = [transport.written + size for (_, transport), size in zip(pairs, sizes)]
+        started = time.perf_counter()
+        for protocol, _ in pairs:
+            protocol.data_received(message)
+        while any(transport.written < target for (_, transport), target in zip(pairs, targets)):
+            await asyncio.sleep(0)
+        times.append((time.perf_counter() - started) / connections * 1e6)
+    for protocol, _ in pairs:
+        protocol.connection_lost(None)
+    for _ in range(100):  # let the app see the disconnects and return
+        await asyncio.sleep(0)
+    return statistics.median(times)
+
+
 def run(args: argparse.Namespace) -> float:
     app = load_asgi_app(args.app)
     try:
@@ -143,6 +213,8 @@ def run(args: argparse.Namespace) -> float:
         uvloop.install()
     except ImportError:
         pass
+    if args.connections > 1:
+        return asyncio.run(measure_many(app, args.event, args.connections, args.rounds))
     return asyncio.run(measure(app, args.event, args.count, args.rounds))
 
 
@@ -174,10 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=20000, help="messages per round (default 20000)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds, best kept (default 8)")
     parser.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="N > 1: N connections with one message in flight each, median of --rounds rounds "
+                             "(plain handlers and their threads included; run it under taskset -c 0)")
     args = parser.parse_args(argv)
     if args.instructions:
+        if args.connections > 1:
+            parser.error("--instructions measures one connection")
         args.count = min(args.count, 1000)
         print(f"{args.event}: {instructions(args):,} instructions per message")
+    elif args.connections > 1:
+        print(f"{args.event}: {run(args):.2f} µs per message over {args.connections} connections "
+              f"(median of {args.rounds} rounds)")
     else:
         print(f"{args.event}: {run(args):.2f} µs per message (best of {args.rounds})")
 
