@@ -177,6 +177,21 @@ def test_nothing_is_received_once_closed() -> None:
     assert session.receive("", T0) is None  # no error either: the session is already over
 
 
+def test_messages_are_dropped_once_the_server_closes() -> None:
+    # CLOSING: what the server buffered still goes out, but the client's messages no longer count;
+    # its close packet still ends the session.
+    session = make()
+    session.send("4bye")
+    session.close(Reason.FORCED_CLOSE)
+    assert session.state is State.CLOSING
+    assert session.receive("4late", T0) is None
+    assert session.receive(b"late", T0) is None
+    assert session.receive_payload(b"4one\x1e4two", T0) == []
+    assert session.receive("1", T0) is None
+    assert session.state is State.CLOSED
+    assert session.close_reason == Reason.FORCED_CLOSE
+
+
 # -- long-polling ------------------------------------------------------------------------------------
 
 

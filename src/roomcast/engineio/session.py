@@ -295,16 +295,19 @@ class Session:
         Raises :class:`ProtocolError` for packets the client must not send (the session is closed
         with ``"parse error"``).
         """
-        if self.state is State.CLOSED:
+        state = self.state
+        if state is State.CLOSED:
             return None
         if type(packet) is not str:
-            return packet
+            return packet if state is not State.CLOSING else None
         if not packet:
             self.abort(Reason.PARSE_ERROR)
             raise ProtocolError("empty Engine.IO packet")
         kind = packet[0]
         if kind == "4":
-            return packet[1:]
+            # Once the server closes the session, messages still in flight from the client are dropped
+            # (as Node's engine.io does); a close or pong still counts.
+            return packet[1:] if state is not State.CLOSING else None
         if kind == "3":
             self._pong_deadline = None
             self._next_ping = now + self.config.ping_interval
