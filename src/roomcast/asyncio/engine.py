@@ -137,9 +137,9 @@ class Connection:
 
     def send(self, packet: str | bytes) -> None:
         """Queue one encoded packet (``"4..."`` or binary ``bytes``) and get it written."""
-        direct = self.direct
-        if direct is not None and not self.flushing and self.session.idle_open() and direct.write(packet):
-            return  # (what _free_lane checks, inline: the path of nearly every packet)
+        lane = self._free_lane()
+        if lane is not None and lane.write(packet):
+            return
         if self.session.send(packet):
             self._kick()
         else:

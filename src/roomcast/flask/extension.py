@@ -302,15 +302,12 @@ class SocketIO:
         """:meth:`_server_handler` for the commonest case: a function handling one event of one
         namespace."""
         environs = self._environs
-        call = context.call_in_socket_request
 
         def event_handler(sid: str, *args: Any) -> Any:
             environ = environs.get(sid) or self._environ(sid)
             if environ is None:  # the socket is gone
                 return None
-            # (what _run_handler does; the environ names its app once prepared)
-            return call(environ["flask.app"], environ, handler, args, self.manage_session, sid, namespace, event,
-                        args, self._on_error)
+            return self._run_handler(handler, args, environ, sid, namespace, event, args)
 
         event_handler.__name__ = f"flask_{getattr(handler, '__name__', event)}"
         return event_handler
@@ -394,9 +391,10 @@ class SocketIO:
         event: str | None,
         event_args: tuple[Any, ...],
     ) -> Any:
-        """Call ``fn`` in the Flask contexts of socket ``sid``, with the namespace's error handler."""
+        """Call ``fn`` in the Flask contexts of socket ``sid``, with the namespace's error handler.
+        ``environ`` is prepared (:func:`context.prepare_environ`): it names its app."""
         return context.call_in_socket_request(
-            self._app_for(environ), environ, fn, call_args, self.manage_session, sid, namespace, event, event_args,
+            environ["flask.app"], environ, fn, call_args, self.manage_session, sid, namespace, event, event_args,
             self._on_error,
         )
 
