@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .adapters.base import PubSubManager, RemoteSocket
+from .adapters.redis import AsyncRedisManager, RedisManager
 from .asyncio.client import AsyncClient, AsyncClientNamespace
 from .asyncio.simple_client import AsyncSimpleClient
 from .asyncio.engine import EngineServer
@@ -58,6 +60,7 @@ __all__ = [
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",
+    "AsyncRedisManager",
     "AsyncServer",
     "AsyncSimpleClient",
     "BadNamespaceError",
@@ -69,7 +72,10 @@ __all__ = [
     "EngineServer",
     "PayloadTooLarge",
     "ProtocolError",
+    "PubSubManager",
     "Reason",
+    "RedisManager",
+    "RemoteSocket",
     "RoomcastError",
     "SimpleClient",
     "TimeoutError",

@@ -38,6 +38,8 @@ from ..serializer import Serializer, default_serializer, from_module
 from ..socketio.packets import Decoder, Packet, PacketType, encode, encode_ack, encode_event, parse_event
 from ..socketio.recovery import RECOVERABLE_REASONS, Recovery, RecoveryConfig
 from ..socketio.rooms import Rooms
+from ..adapters.base import PubSubManager, RemoteSocket, as_rooms, describe_handshake
+from ..adapters.messages import Request, RequestType
 from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
 from .eager import resume
@@ -75,7 +77,6 @@ _IGNORED_OPTIONS = {
     "monitor_clients",
     "transport_options",
     "allow_eio3",
-    "client_manager",
     "manage_session",
 }
 
@@ -159,6 +160,7 @@ class Socket:
         "pid",
         "recovered",
         "acks_dropped",
+        "issued",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -187,6 +189,8 @@ class Socket:
         self.recovered = False
         #: Pending acks dropped past ``max_pending_acks`` (the first drop is logged).
         self.acks_dropped = 0
+        #: When the socket connected (time.time()), for its handshake's description.
+        self.issued = time.time()
 
     async def idle(self) -> None:
         """Return once every handler queued for this socket so far has run (its disconnect handler too).
@@ -301,6 +305,7 @@ class AsyncServer:
         logger: bool | logging.Logger = False,
         async_handlers: bool = True,
         connection_state_recovery: bool | dict[str, Any] | RecoveryConfig | None = None,
+        client_manager: PubSubManager | None = None,
         **options: Any,
     ) -> None:
         engine_options = {k: v for k, v in options.items() if k in _ENGINE_OPTIONS}
@@ -357,6 +362,12 @@ class AsyncServer:
         #: handlers change).
         self._dispatch: dict[tuple[Any, str, str], tuple[Callable[..., Any], tuple[Any, ...], bool]] = {}
         self.engine: EngineIOApp | None = None
+        #: The link to the other servers of a cluster (docs/scaling.md); None for one process.
+        self.manager: PubSubManager | None = client_manager
+        if client_manager is not None:
+            client_manager.attach(self)
+        #: (namespace key, event) -> handler of events other servers emit (:meth:`on_server_event`).
+        self.server_handlers: dict[tuple[str, str], Callable[..., Any]] = {}
 
     # -- registration -----------------------------------------------------------------------------
 
@@ -402,6 +413,8 @@ class AsyncServer:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
+            if self.manager is not None:
+                self.manager.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the server's event loop: now if called on it, soon from any other thread."""
@@ -580,6 +593,8 @@ class AsyncServer:
         # In its own room from the start, so that the connect handler can emit to it; those packets
         # are held until the CONNECT reply has gone out.
         self.rooms_table.enter(namespace, sid, sid)
+        if self.manager is not None:
+            self.manager.namespace_used(namespace)
         self._enqueue(socket, ("connect",))
 
     def _connect_result(self, socket: Socket, result: Any) -> None:
@@ -683,6 +698,8 @@ class AsyncServer:
         conn.state.sockets[namespace] = socket
         self.sockets[saved.sid] = socket
         self.rooms_table.enter(namespace, saved.sid, saved.sid)
+        if self.manager is not None:
+            self.manager.namespace_used(namespace)
         for room in saved.rooms:
             self.rooms_table.enter(namespace, saved.sid, room)
         self.logger.debug("sid %s recovered with %d missed packets", saved.sid, len(restored.missed))
@@ -1072,8 +1089,10 @@ class AsyncServer:
         skip_sid: Any = None,
         exclude_rooms: Any = None,
         callback: Callable[..., Any] | None = None,
+        local: bool = False,
     ) -> None:
-        """Emit on the loop: encode once, write the same packets to every recipient."""
+        """Emit on the loop: encode once, write the same packets to every recipient; with a cluster
+        manager (and not ``local``), publish it once for the other servers too."""
         namespace = namespace or "/"
         if callback is None:
             if self._recovery is not None:
@@ -1081,16 +1100,70 @@ class AsyncServer:
             else:
                 self._deliver(_event_packets(namespace, event, args, self.serializer), namespace, to, skip_sid,
                               exclude_rooms)
+            if self.manager is not None and not local:
+                self.manager.publish_emit(namespace, event, args, to, skip_sid, exclude_rooms)
             return
-        sids = self._recipients(namespace, to, skip_sid, exclude_rooms)
+        wrapped = self._wrap_callback(callback)
+        self._emit_with_acks(namespace, event, args, to, as_rooms(skip_sid) + as_rooms(exclude_rooms) or None, wrapped)
+        if self.manager is not None and not local:
+            self._emit_with_remote_acks(namespace, event, args, to, skip_sid, exclude_rooms, wrapped)
+
+    def _emit_with_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        to: Any,
+        exclude_rooms: Any,
+        callback: Callable[..., Any],
+    ) -> int:
+        """Emit to this server's recipients, each with an ack id of its own whose acknowledgement calls
+        ``callback``; return how many got it."""
+        sids = self._recipients(namespace, to, None, exclude_rooms)
         sockets = self.sockets
+        count = 0
         for sid in sids:
             socket = sockets.get(sid)
             if socket is None:
                 continue
-            ack_id = socket.add_ack(self._wrap_callback(callback), self.max_pending_acks)
+            ack_id = socket.add_ack(callback, self.max_pending_acks)
             items = encode_event(namespace, event, args, ack_id, self.serializer)
             socket.deliver(_engine_packets(items))
+            count += 1
+        return count
+
+    def _emit_with_remote_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        to: Any,
+        skip_sid: Any,
+        exclude_rooms: Any,
+        on_ack: Callable[..., Any],
+        timeout: float = 60.0,
+        on_count: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Ask the other servers to emit to their recipients with acks: each acknowledgement calls
+        ``on_ack`` with its first argument (as Node's adapter carries it) for ``timeout`` seconds.
+        False (nothing sent) when every recipient named is a socket of this server."""
+        manager = self.manager
+        assert manager is not None
+        rooms = as_rooms(to)
+        if rooms and all(room in self.sockets for room in rooms):
+            return False
+        request_id = manager.new_request_id()
+        manager.expect_acks(request_id, timeout, on_count or (lambda count: None), on_ack)
+        manager.publish_request(namespace, Request(
+            type=RequestType.BROADCAST,
+            uid=manager.uid,
+            request_id=request_id,
+            rooms=rooms,
+            except_rooms=as_rooms(skip_sid) + as_rooms(exclude_rooms),
+            packet={"type": 2, "data": [event, *args], "nsp": namespace},
+            timeout=int(timeout * 1000),
+        ))
+        return True
 
     def _deliver(
         self, packets: list[str | bytes], namespace: str, to: Any, skip_sid: Any, exclude_rooms: Any
@@ -1119,6 +1192,11 @@ class AsyncServer:
             return
         packets = _event_packets(namespace, event, args, self.serializer)
         self.submit(self._deliver, packets, namespace, to, skip_sid, None)
+        manager = self.manager
+        if manager is not None:  # (encoded for the other servers on this thread too)
+            prepared = manager.prepare_emit(namespace, event, args, to, skip_sid, None)
+            if prepared is not None:
+                self.submit(manager.enqueue, *prepared)
 
     def _wrap_callback(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(callback, asyncio.Future):
@@ -1180,6 +1258,8 @@ class AsyncServer:
         """
         target = to or sid
         socket = self.sockets.get(target) if target else None
+        if socket is None and target and self.manager is not None:
+            return await self._remote_call(event, data, target, namespace or "/", timeout)
         if socket is None or socket.held is None and not socket.connected:
             raise builtins.ValueError(f"no connected client with sid {target!r}")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
@@ -1195,6 +1275,35 @@ class AsyncServer:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
         return call_result(args)
 
+    async def _remote_call(self, event: str, data: Any, sid: str, namespace: str, timeout: float) -> Any:
+        """:meth:`call` for a sid that is not here: through the servers of the cluster."""
+        manager = self.manager
+        assert manager is not None
+        nodes = await manager.other_nodes(namespace)
+        if nodes == 0:
+            raise builtins.ValueError(f"no connected client with sid {sid!r}")
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        counts: list[int] = []
+
+        def on_count(count: int) -> None:
+            counts.append(count)
+            if len(counts) >= nodes and not any(counts) and not future.done():
+                future.set_exception(builtins.ValueError(f"no connected client with sid {sid!r}"))
+
+        def on_ack(arg: Any = None) -> None:
+            if not future.done():
+                future.set_result((arg,))
+
+        request_id = self._emit_with_remote_acks(
+            namespace, event, data_args(data), sid, None, None, on_ack, timeout, on_count
+        )
+        assert request_id
+        try:
+            args = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
+        return call_result(args)
+
     # -- rooms and sessions -----------------------------------------------------------------------
 
     def _socket(self, sid: str, namespace: str | None = None) -> Socket:
@@ -1207,13 +1316,193 @@ class AsyncServer:
         socket = self.sockets.get(sid)
         if socket is not None:
             self.rooms_table.enter(socket.namespace, sid, room)
+        elif self.manager is not None:  # a socket of another server, maybe
+            self._publish_rooms(RequestType.REMOTE_JOIN, namespace, (sid,), None, (room,))
 
     def leave_room_nowait(self, sid: str, room: str, namespace: str | None = None) -> None:
         socket = self.sockets.get(sid)
         self.rooms_table.leave(socket.namespace if socket else (namespace or "/"), sid, room)
+        if socket is None and self.manager is not None:
+            self._publish_rooms(RequestType.REMOTE_LEAVE, namespace, (sid,), None, (room,))
 
     def close_room_nowait(self, room: str, namespace: str | None = None) -> None:
         self.rooms_table.close(namespace or "/", room)
+        if self.manager is not None:
+            self._publish_rooms(RequestType.REMOTE_LEAVE, namespace, (room,), None, (room,))
+
+    def _publish_rooms(
+        self, kind: RequestType, namespace: str | None, rooms: tuple[str, ...], exclude_rooms: Any, targets: Any,
+        close: bool = False,
+    ) -> None:
+        manager = self.manager
+        assert manager is not None
+        manager.publish_request(namespace or "/", Request(
+            type=kind, uid=manager.uid, rooms=rooms, except_rooms=as_rooms(exclude_rooms), targets=as_rooms(targets),
+            close=close,
+        ))
+
+    def _rooms_local(self, sids: Iterable[str], rooms: Iterable[str], join: bool) -> None:
+        """Make this server's sockets ``sids`` join (or leave) ``rooms``."""
+        for sid in list(sids):
+            socket = self.sockets.get(sid)
+            if socket is None:
+                continue
+            for room in rooms:
+                if join:
+                    self.rooms_table.enter(socket.namespace, sid, room)
+                else:
+                    self.rooms_table.leave(socket.namespace, sid, room)
+
+    def _disconnect_local(self, sids: Iterable[str], close: bool) -> None:
+        """Disconnect this server's sockets ``sids``; with ``close``, their whole connections."""
+        for sid in list(sids):
+            socket = self.sockets.get(sid)
+            if socket is None:
+                continue
+            if close:
+                state: _ConnState | None = socket.conn.state
+                for other in list(state.sockets.values()) if state is not None else ():
+                    self.disconnect_nowait(other.sid)
+                socket.conn.close(EngineReason.FORCED_CLOSE)
+            else:
+                self.disconnect_nowait(sid)
+
+    # -- the cluster (Node's socket.io 4 server API; see docs/scaling.md) ------------------------------
+
+    def _selection(self, namespace: str | None, to: Any, exclude_rooms: Any) -> tuple[str, list[str]]:
+        namespace = namespace or "/"
+        rooms = as_rooms(to)
+        return namespace, self.rooms_table.select(
+            namespace, list(rooms) or None, except_rooms=as_rooms(exclude_rooms)
+        )
+
+    async def sockets_join(
+        self, room: str | list[str], to: Any = None, namespace: str | None = None, exclude_rooms: Any = None
+    ) -> None:
+        """Make the sockets in ``to`` (rooms or sids; everyone when None) join ``room`` (one or several),
+        on every server of the cluster (Node's ``io.in(to).socketsJoin(room)``)."""
+        namespace, sids = self._selection(namespace, to, exclude_rooms)
+        self._rooms_local(sids, as_rooms(room), join=True)
+        if self.manager is not None:
+            self._publish_rooms(RequestType.REMOTE_JOIN, namespace, as_rooms(to), exclude_rooms, room)
+
+    async def sockets_leave(
+        self, room: str | list[str], to: Any = None, namespace: str | None = None, exclude_rooms: Any = None
+    ) -> None:
+        """Make the sockets in ``to`` leave ``room``, on every server (Node's ``socketsLeave``)."""
+        namespace, sids = self._selection(namespace, to, exclude_rooms)
+        self._rooms_local(sids, as_rooms(room), join=False)
+        if self.manager is not None:
+            self._publish_rooms(RequestType.REMOTE_LEAVE, namespace, as_rooms(to), exclude_rooms, room)
+
+    async def disconnect_sockets(
+        self, close: bool = False, to: Any = None, namespace: str | None = None, exclude_rooms: Any = None
+    ) -> None:
+        """Disconnect the sockets in ``to`` (everyone when None) on every server; with ``close``, their
+        whole connections (Node's ``io.in(to).disconnectSockets(close)``)."""
+        namespace, sids = self._selection(namespace, to, exclude_rooms)
+        self._disconnect_local(sids, close)
+        if self.manager is not None:
+            self._publish_rooms(RequestType.REMOTE_DISCONNECT, namespace, as_rooms(to), exclude_rooms, (), close)
+
+    def _describe_socket(self, sid: str) -> dict[str, Any]:
+        """A socket as fetchSockets describes it: id, handshake, rooms, data (its session)."""
+        socket = self.sockets[sid]
+        return {
+            "id": sid,
+            "handshake": describe_handshake(socket.conn.environ, socket.auth, socket.issued),
+            "rooms": self.rooms_table.rooms_of(socket.namespace, sid),
+            "data": socket.session,
+        }
+
+    async def fetch_sockets(
+        self, to: Any = None, namespace: str | None = None, exclude_rooms: Any = None
+    ) -> list[RemoteSocket]:
+        """The sockets in ``to`` (rooms or sids; everyone when None) on every server of the cluster,
+        as :class:`~roomcast.adapters.base.RemoteSocket` (Node's ``io.in(to).fetchSockets()``)."""
+        namespace, sids = self._selection(namespace, to, exclude_rooms)
+        found = [RemoteSocket(self, namespace, self._describe_socket(sid)) for sid in sids if sid in self.sockets]
+        manager = self.manager
+        if manager is not None:
+            responses = await manager.ask(namespace, Request(
+                type=RequestType.REMOTE_FETCH, uid=manager.uid, request_id=manager.new_request_id(),
+                rooms=as_rooms(to), except_rooms=as_rooms(exclude_rooms),
+            ))
+            for response in responses:
+                for details in response.sockets or ():
+                    if isinstance(details, dict):
+                        found.append(RemoteSocket(self, namespace, details))
+        return found
+
+    async def all_rooms(self, namespace: str | None = None) -> set[str]:
+        """Every room of ``namespace`` on every server (sid rooms included, as Node's ``allRooms``)."""
+        namespace = namespace or "/"
+        rooms = set(self.rooms_table.all_rooms(namespace))
+        manager = self.manager
+        if manager is not None:
+            responses = await manager.ask(namespace, Request(
+                type=RequestType.ALL_ROOMS, uid=manager.uid, request_id=manager.new_request_id()
+            ))
+            for response in responses:
+                rooms.update(str(room) for room in response.rooms or ())
+        return rooms
+
+    async def server_count(self, namespace: str | None = None) -> int:
+        """How many servers of the cluster serve ``namespace`` (1 without a cluster manager)."""
+        if self.manager is None:
+            return 1
+        return 1 + await self.manager.other_nodes(namespace or "/")
+
+    def on_server_event(
+        self, event: str, handler: Callable[..., Any] | None = None, namespace: str | None = None
+    ) -> Any:
+        """Register ``handler`` for an event that *other servers* emit with :meth:`server_side_emit`
+        (Node's ``io.on(event)`` for ``serverSideEmit``); usable as a decorator. Its return value
+        acknowledges a :meth:`server_side_emit_with_ack`."""
+        key = (namespace or "/", event)
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.server_handlers[key] = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    async def server_side_emit(self, event: str, *args: Any, namespace: str | None = None) -> None:
+        """Emit ``event`` to the other servers of the cluster (not to clients): their
+        :meth:`on_server_event` handlers get ``args`` (Node's ``serverSideEmit``)."""
+        manager = self.manager
+        if manager is not None:
+            manager.publish_request(namespace or "/", Request(
+                type=RequestType.SERVER_SIDE_EMIT, uid=manager.uid, data=[event, *args]
+            ))
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, namespace: str | None = None
+    ) -> list[Any]:
+        """:meth:`server_side_emit`, and wait for each other server's answer (what its handler
+        returned), within the manager's ``requests_timeout`` (Node's ``serverSideEmitWithAck``)."""
+        manager = self.manager
+        if manager is None:
+            return []
+        responses = await manager.ask(namespace or "/", Request(
+            type=RequestType.SERVER_SIDE_EMIT, uid=manager.uid, request_id=manager.new_request_id(),
+            data=[event, *args],
+        ))
+        return [response.data for response in responses]
+
+    def _server_side_event(self, namespace: str, data: list[Any], ack: Callable[[Any], None] | None) -> None:
+        """Another server's :meth:`server_side_emit`: run its handler here (on the loop, or on a worker
+        thread for a plain one); its result answers ``ack``. Without a handler nothing answers, as in Node."""
+        handler = self.server_handlers.get((namespace, data[0]))
+        if handler is None:
+            return
+
+        async def run() -> None:
+            result = await self._invoke(handler, tuple(data[1:]))
+            if ack is not None:
+                ack(result)
+
+        self._spawn(run())
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Put ``sid`` in ``room``."""
@@ -1258,6 +1547,8 @@ class AsyncServer:
     def disconnect_nowait(self, sid: str, namespace: str | None = None) -> None:
         socket = self.sockets.get(sid)
         if socket is None:
+            if self.manager is not None:  # a socket of another server, maybe
+                self._publish_rooms(RequestType.REMOTE_DISCONNECT, namespace, (sid,), None, ())
             return
         if socket.connected:
             self._send_packets(socket.conn, Packet(type=PacketType.DISCONNECT, namespace=socket.namespace))
@@ -1280,6 +1571,8 @@ class AsyncServer:
         running = [t for t in self._tasks if not t.done() and t not in self._background_tasks]
         if running:
             await asyncio.wait(running, timeout=timeout)
+        if self.manager is not None:  # (what the disconnect handlers published goes out first)
+            await self.manager.stop()
 
     # -- ASGI -------------------------------------------------------------------------------------
 
