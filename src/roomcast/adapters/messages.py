@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import ProtocolError
+from ..serializer import default_serializer
 
 __all__ = [
     "DEFAULT_KEY",
@@ -280,13 +282,18 @@ def encode_request(request: Request) -> bytes:
         return _pack(body)  # (as Node sends it: the packet may hold binary)
     if _has_binary(body):
         return _pack(body)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _dumps(body)
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    # allow_nan=False: Node's JSON.parse refuses NaN/Infinity, so the message would be dropped unread.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _load(raw: bytes) -> Any:
     if raw[:1] == b"{":
-        try:
-            return json.loads(raw)
+        try:  # (strict: json.loads raised RecursionError on deep nesting, and read NaN/Infinity)
+            return default_serializer.loads(raw)
         except ValueError as exc:
             raise ProtocolError(f"malformed JSON: {exc}") from None
     return _unpack(raw)
@@ -307,6 +314,8 @@ def decode_request(raw: bytes) -> Request:
     opts = body.get("opts")
     if opts is not None and not isinstance(opts, dict):
         raise ProtocolError("a request's opts is not a map")
+    # As Node's ``if (request.opts)``: any map, even empty, is the opts form (all sockets).
+    has_opts = opts is not None
     opts = opts or {}
     fields: dict[str, Any] = {
         "type": kind,
@@ -315,14 +324,14 @@ def decode_request(raw: bytes) -> Request:
         "rooms": _strings(opts.get("rooms"), "opts.rooms"),
         "except_rooms": _strings(opts.get("except"), "opts.except"),
     }
-    if kind in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT) and not opts:
+    if kind in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT) and not has_opts:
         sid, room = body.get("sid"), body.get("room")
         if not isinstance(sid, str):
             raise ProtocolError("a request names no sockets")
         fields["sid"] = sid
         fields["room"] = room if isinstance(room, str) else None
     if kind in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE):
-        fields["targets"] = _strings(body.get("rooms"), "rooms") if opts else ()
+        fields["targets"] = _strings(body.get("rooms"), "rooms") if has_opts else ()
     elif kind == RequestType.REMOTE_DISCONNECT:
         fields["close"] = bool(body.get("close"))
     elif kind == RequestType.SOCKETS:
@@ -339,7 +348,8 @@ def decode_request(raw: bytes) -> Request:
         fields["packet"] = packet
         flags = opts.get("flags")
         timeout = flags.get("timeout") if isinstance(flags, dict) else None
-        fields["timeout"] = int(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
+        number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and math.isfinite(timeout)
+        fields["timeout"] = int(timeout) if number else None  # (int() of inf/NaN raised)
     return Request(**fields)
 
 
@@ -375,7 +385,7 @@ def encode_response(response: Response) -> bytes:
         return _pack(body)  # (as Node sends it: an acknowledgement may hold binary)
     if _has_binary(body):
         return _pack(body)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _dumps(body)
 
 
 def decode_response(raw: bytes) -> Response:
