@@ -690,11 +690,21 @@ def test_async_mode_of_another_server_warns_once(app: Flask) -> None:
         SocketIO(Flask("quiet"), async_mode="asgi")
 
 
-def test_message_queue_is_not_available_yet(app: Flask) -> None:
-    with pytest.raises(NotImplementedError, match="message_queue"):
-        SocketIO(app, message_queue="redis://")
-    with pytest.raises(NotImplementedError, match="message_queue"):
-        SocketIO(message_queue="redis://")
+def test_message_queue_takes_redis_urls_and_names_what_it_cannot_take(app: Flask) -> None:
+    import roomcast
+
+    served = SocketIO(app, message_queue="redis://127.0.0.1:6379/0", channel="room-test")
+    manager = served.server.manager if served.server is not None else None
+    assert isinstance(manager, roomcast.AsyncRedisManager)
+    assert (manager.channel, manager.write_only) == ("room-test", False)
+    emitter = SocketIO(message_queue="redis://127.0.0.1:6379/0")
+    assert emitter.server is not None and emitter.server.manager is not None
+    assert emitter.server.manager.write_only and emitter.server.manager.channel == "socket.io"
+    for url in ("amqp://guest@localhost//", "kafka://localhost:9092", "zmq+tcp://localhost:5555"):
+        with pytest.raises(NotImplementedError, match="message_queue"):
+            SocketIO(Flask("other"), message_queue=url)
+    with pytest.raises(TypeError, match="client_manager"):
+        SocketIO(Flask("other"), client_manager=object())
 
 
 def test_options_reach_the_server(app: Flask) -> None:

@@ -433,3 +433,47 @@ def test_async_handlers_that_suspend_keep_order_and_errors_stay_contained(live: 
         c.disconnect()
     failures = [r for r in caplog.records if "boom after waiting" in r.getMessage()]
     assert len(failures) == 1 and "'n'" in failures[0].getMessage()
+
+
+request_id: Any = __import__("contextvars").ContextVar("request_id", default=None)
+
+
+def test_async_handlers_run_inside_a_task_as_asyncio_code_expects(live: Any) -> None:
+    """asyncio.timeout(), wait_for and the drivers built on them need current_task(): the same task
+    from a handler's first step to its last, cancelled when a timeout expires; and a contextvar a
+    handler sets is its own (a task runs in a copy of the context)."""
+    sio = roomcast.AsyncServer()
+    tasks: dict[str, list[Any]] = {}
+
+    @sio.on("timed")
+    async def timed(sid: str, wait: float) -> str:
+        first = asyncio.current_task()
+        assert request_id.get() is None, "a contextvar leaked from an earlier handler"
+        request_id.set(wait)
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(wait)
+            outcome = "in time"
+        except TimeoutError:
+            outcome = "timed out"
+        tasks.setdefault(sid, []).append((first is not None, first is asyncio.current_task()))
+        await asyncio.wait_for(asyncio.sleep(0), 1)
+        return outcome
+
+    @sio.on("quick")
+    async def quick(sid: str) -> bool:
+        async with asyncio.timeout(1):  # entered and left without suspending
+            pass
+        return asyncio.current_task() is not None and request_id.get() is None
+
+    server = live(roomcast.ASGIApp(sio))
+    c = client(server, ["websocket"])
+    try:
+        assert c.call("quick", timeout=5) is True
+        assert c.call("timed", 0, timeout=5) == "in time"
+        assert c.call("timed", 1.0, timeout=5) == "timed out"
+        assert c.call("quick", timeout=5) is True  # the task a timeout cancelled serves the next one
+        assert c.call("timed", 0, timeout=5) == "in time"
+    finally:
+        c.disconnect()
+    assert list(tasks.values()) == [[(True, True)] * 3]

@@ -193,6 +193,11 @@ class PubSubManager:
         self._tasks.append(asyncio.ensure_future(self._publisher()))
         if not self.write_only:
             self._namespaces.add("/")
+            server = self.server
+            if server is not None:  # the namespaces known by name now, as Node's io.of(name) makes them
+                allowed = server.allowed_namespaces
+                names = [*server.handlers, *server.namespace_handlers, *(allowed if isinstance(allowed, list) else ())]
+                self._namespaces.update(n for n in names if isinstance(n, str) and n.startswith("/"))
             self._tasks.append(asyncio.ensure_future(self._subscriber()))
 
     async def ready(self, timeout: float = 10.0) -> None:
@@ -415,6 +420,8 @@ class PubSubManager:
                 self._on_response(decode_response(data))
         except ProtocolError as exc:
             self.logger.debug("cluster: dropped a malformed message on %s: %s", channel, exc)
+        except Exception as exc:  # (what this node cannot deliver, say a value its serializer refuses)
+            self.logger.info("cluster: dropped a message on %s that could not be handled: %r", channel, exc)
 
     def _on_broadcast(self, namespace: str, room: str | None, data: bytes) -> None:
         server = self.server

@@ -21,12 +21,14 @@ import itertools
 import logging
 import re
 import secrets
+import sys
 import threading
 import time
 import weakref
-from types import CoroutineType as _CoroutineType
 from collections import deque
+from types import CoroutineType as _CoroutineType
 from collections.abc import Callable, Iterable
+from contextvars import copy_context as _copy_context
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -42,7 +44,8 @@ from ..adapters.base import PubSubManager, RemoteSocket, as_rooms, describe_hand
 from ..adapters.messages import Request, RequestType
 from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
-from .eager import resume
+from .eager import AVAILABLE as _HOSTS_AVAILABLE
+from .eager import HandlerTask
 from .engine import Connection, EngineIOApp
 from .workers import Workers
 
@@ -129,6 +132,20 @@ def _event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer
     return _engine_packets(encode_event(namespace, event, args, None, serializer))
 
 
+if sys.version_info >= (3, 12):
+
+    def _new_task(coro: Any, loop: Any) -> asyncio.Task[Any]:
+        """A task for ``coro``, whose first step runs now, inside the task."""
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+
+else:
+
+    def _new_task(coro: Any, loop: Any) -> asyncio.Task[Any]:
+        """A task for ``coro`` (Python 3.11 cannot start one eagerly: its first step is the loop's next)."""
+        task: asyncio.Task[Any] = loop.create_task(coro)
+        return task
+
+
 async def _settle(awaitable: Any, finish: Callable[[bool, Any], None]) -> None:
     """Await a handler and report its outcome: ``finish(True, result)`` or ``finish(False, exc)``."""
     try:
@@ -161,6 +178,7 @@ class Socket:
         "recovered",
         "acks_dropped",
         "issued",
+        "host",
     )
 
     def __init__(self, sid: str, namespace: str, key: NamespaceKey, conn: Connection, auth: Any) -> None:
@@ -191,6 +209,8 @@ class Socket:
         self.acks_dropped = 0
         #: When the socket connected (time.time()), for its handshake's description.
         self.issued = time.time()
+        #: The task its ``async def`` event handlers run in (made at its first such event).
+        self.host: HandlerTask | None = None
 
     async def idle(self) -> None:
         """Return once every handler queued for this socket so far has run (its disconnect handler too).
@@ -870,11 +890,17 @@ class AsyncServer:
                 (self._run_in_thread, (self._event_thread_done, fn, call_args, socket, name, ack_id, chained))
             )
             return False
+        host = socket.host
         try:
-            awaitable = fn(*call_args)
-            if type(awaitable) is _CoroutineType:
-                yielded = awaitable.send(None)
-                awaitable = resume(awaitable, yielded)  # it suspended: finish it in a task, below
+            coro = fn(*call_args)
+            if type(coro) is not _CoroutineType or not chained or not _HOSTS_AVAILABLE:
+                # another awaitable, or concurrent handlers: a task each
+                finish = functools.partial(self._event_done, socket, name, ack_id)
+                return self._run_coroutine(socket, _settle(coro, finish), chained)
+            if host is None or host.task.done():  # (a host cancelled while idle has ended: make another)
+                host = socket.host = HandlerTask(self.loop)  # type: ignore[arg-type]
+            context = _copy_context()
+            yielded = host.step(coro, context)
         except StopIteration as stop:
             if ack_id is not None:
                 self._event_done(socket, name, ack_id, True, stop.value)
@@ -882,8 +908,20 @@ class AsyncServer:
         except Exception as exc:
             self._event_done(socket, name, ack_id, False, exc)
             return True
-        finish = functools.partial(self._event_done, socket, name, ack_id)
-        return self._run_coroutine(socket, _settle(awaitable, finish), chained)
+        busy: asyncio.Future[None] = self.loop.create_future()  # type: ignore[union-attr]
+        self._tasks.add(busy)  # waited for at shutdown, like the handlers in tasks
+        host.drive(coro, yielded, context, functools.partial(self._host_done, socket, name, ack_id, busy))
+        return False
+
+    def _host_done(
+        self, socket: Socket, name: str, ack_id: int | None, busy: asyncio.Future[None], ok: bool, value: Any
+    ) -> None:
+        """An event handler that suspended has finished inside its socket's :class:`HandlerTask`."""
+        self._tasks.discard(busy)
+        busy.set_result(None)
+        if ok or isinstance(value, Exception):
+            self._event_done(socket, name, ack_id, ok, value)
+        self._next(socket)
 
     def _submit_batch_soon(self) -> None:
         """Submit the batch one pass of the loop later: the loop reads the sockets once more first, and
@@ -898,22 +936,24 @@ class AsyncServer:
         self.workers.submit_many(batch)
 
     def _run_coroutine(self, socket: Socket, coro: Any, chained: bool) -> bool:
-        """Step ``coro`` until it first suspends; True if it finished without suspending, else it
-        goes on in a task (which starts the socket's next item when ``chained``)."""
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
+        """Run a handler's coroutine in a task of its own (what asyncio code expects of
+        ``current_task()``: timeouts, cancel scopes, database drivers). On Python 3.12+ the task
+        starts eagerly, and one that finishes without suspending costs no pass of the loop: True
+        then. Otherwise False, and the task starts the socket's next item when done (``chained``)."""
+        task = _new_task(coro, self.loop)
+        if task.done():
+            if not task.cancelled() and task.exception() is not None:  # (_settle reports Exceptions)
+                self.logger.error("handler failed: %r", task.exception())
             return True
-        self._spawn(self._resume_item(socket, coro, yielded, chained))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._item_task_done, socket, chained))
         return False
 
-    async def _resume_item(self, socket: Socket, coro: Any, yielded: Any, chained: bool) -> None:
-        try:
-            await resume(coro, yielded)
-        except asyncio.CancelledError:
+    def _item_task_done(self, socket: Socket, chained: bool, task: asyncio.Task[Any]) -> None:
+        self._task_done(task)
+        if task.cancelled():
             self._idle(socket)
-            raise
-        if chained:
+        elif chained:
             self._next(socket)
 
     def _run_in_thread(self, done: Callable[..., None], fn: Callable[..., Any], args: tuple[Any, ...],
@@ -1003,6 +1043,9 @@ class AsyncServer:
 
     def _idle(self, socket: Socket) -> None:
         socket.running = False
+        if socket.host is not None and socket.sid not in self.sockets:  # gone, and its handlers done
+            socket.host.stop()
+            socket.host = None
         if socket.idle_waiters:
             waiters, socket.idle_waiters = socket.idle_waiters, []
             for waiter in waiters:

@@ -26,6 +26,8 @@ from typing import Any
 
 import flask
 
+from ..adapters.base import PubSubManager
+from ..adapters.redis import AsyncRedisManager, RedisManager
 from ..asyncio.server import AsyncServer, Reason
 from ..exceptions import ConnectionRefusedError
 from . import context
@@ -55,7 +57,10 @@ class SocketIO:
     ``transports``, ``cookie``, ``allow_upgrades``, ``http_compression``, ``compression_threshold``,
     plus the other :class:`~roomcast.asyncio.server.AsyncServer` options. ``async_mode`` is accepted
     for compatibility: Roomcast always runs on ASGI (uvicorn), so other values only warn.
-    ``message_queue`` is not available yet.
+    ``message_queue`` (a ``redis://``, ``rediss://`` or ``unix://`` URL) links the servers of a
+    cluster through Redis, ``channel`` naming the key of their channels (``"socket.io"``); without an
+    app, ``SocketIO(message_queue=url)`` is an emitter for processes that serve no clients (Celery
+    workers, scripts). See docs/scaling.md.
     """
 
     reason = Reason
@@ -81,6 +86,8 @@ class SocketIO:
         self._loop_thread: threading.Thread | None = None
         self._lifespan: asyncio.Task[Any] | None = None
         self._uvicorn: Any = None
+        #: The blocking emitter used while this process serves no clients (``message_queue`` set).
+        self._emitter: RedisManager | None = None
         if app is not None or kwargs.get("message_queue"):
             self.init_app(app, **kwargs)
         else:
@@ -94,14 +101,14 @@ class SocketIO:
         options = dict(self.server_options)
         self.manage_session = options.pop("manage_session", self.manage_session)
         queue = options.pop("message_queue", None)
-        options.pop("channel", None)
-        if queue or options.get("client_manager") is not None:
-            raise NotImplementedError(
-                "message_queue / client_manager: running several server processes through a message "
-                "queue is not available in Roomcast yet (it comes with the Redis adapter). One process "
-                "serves every client meanwhile; see docs/migrating.md."
-            )
-        options.pop("client_manager", None)
+        channel = options.pop("channel", None) or "socket.io"
+        if queue and self.server is None and options.get("client_manager") is None:
+            options["client_manager"] = _redis_manager(queue, channel, write_only=app is None)
+        manager = options.get("client_manager")
+        if manager is not None and not isinstance(manager, PubSubManager):
+            raise TypeError("client_manager must be a roomcast.AsyncRedisManager (or another PubSubManager)")
+        if isinstance(manager, AsyncRedisManager) and self._emitter is None:
+            self._emitter = RedisManager(manager.url, channel=manager.channel, redis_options=manager.redis_options)
         mode = options.pop("async_mode", None)
         if mode not in _OUR_ASYNC_MODES and not self._warned_async_mode:
             self._warned_async_mode = True
@@ -513,13 +520,18 @@ class SocketIO:
             return
         if current is not None:
             callback = self._context_callback(callback, *current)
+        if self._srv().loop is None and self._emitter is not None:
+            raise ValueError("an emit with callback needs a server: this process serves no clients (emitter mode)")
         self._on_loop(self._srv()._emit, event, emit_args(args), to, namespace, skip_sid, None, callback)
 
     def _emit_to(self, event: str, args: tuple[Any, ...], to: Any, namespace: str, skip_sid: Any) -> None:
         """An emit without callback, encoded on the calling thread (see ``AsyncServer._emit_from_thread``)."""
         server = self._srv()
-        if server.loop is not None:  # (not serving yet: no client can be connected)
+        if server.loop is not None:
             server._emit_from_thread(event, args, to, namespace, skip_sid)
+        elif self._emitter is not None:  # serving nobody here: straight to the other servers
+            self._emitter.emit(event, args, namespace=namespace, to=to, skip_sid=skip_sid)
+        # (else not serving yet, and alone: no client can be connected)
 
     def send(
         self,
@@ -574,16 +586,29 @@ class SocketIO:
 
     # -- rooms and clients ------------------------------------------------------------------------
 
+    def _emitting_only(self) -> RedisManager | None:
+        """The blocking emitter when this process serves no clients but has a message queue."""
+        return self._emitter if self._srv().loop is None else None
+
     def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        """Put client ``sid`` in ``room``."""
+        """Put client ``sid`` (of any server of the cluster) in ``room``."""
+        emitter = self._emitting_only()
+        if emitter is not None:
+            emitter.enter_room(sid, namespace, room)
         self._on_loop(self._srv().enter_room_nowait, sid, room, namespace or "/")
 
     def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Take client ``sid`` out of ``room``."""
+        emitter = self._emitting_only()
+        if emitter is not None:
+            emitter.leave_room(sid, namespace, room)
         self._on_loop(self._srv().leave_room_nowait, sid, room, namespace or "/")
 
     def close_room(self, room: str, namespace: str | None = None) -> None:
         """Take everyone out of ``room``."""
+        emitter = self._emitting_only()
+        if emitter is not None:
+            emitter.close_room(room, namespace)
         self._on_loop(self._srv().close_room_nowait, room, namespace or "/")
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
@@ -595,6 +620,9 @@ class SocketIO:
 
     def disconnect(self, sid: str, namespace: str | None = None) -> None:
         """Disconnect client ``sid`` from its namespace."""
+        emitter = self._emitting_only()
+        if emitter is not None:
+            emitter.disconnect(sid, namespace)
         self._on_loop(self._srv().disconnect_nowait, sid, namespace or "/")
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -769,3 +797,16 @@ def _verbose_logger() -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
     return log
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_manager(url: str, channel: str, write_only: bool) -> AsyncRedisManager:
+    """The manager for Flask-SocketIO's ``message_queue`` URL (Redis only, for now)."""
+    if not url.startswith(_REDIS_SCHEMES):
+        raise NotImplementedError(
+            f"message_queue={url!r}: Roomcast links servers through Redis (redis://, rediss:// or unix:// "
+            "URLs); Kombu (AMQP), Kafka and ZeroMQ queues are not supported yet"
+        )
+    return AsyncRedisManager(url, channel=channel, write_only=write_only)
