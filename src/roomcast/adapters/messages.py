@@ -152,7 +152,7 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 
 def _msgpack() -> Any:
     try:
-        import msgpack
+        import msgpack  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError("cluster messages need msgpack: pip install 'roomcast[redis]'") from exc
     return msgpack
@@ -303,9 +303,10 @@ def decode_request(raw: bytes) -> Request:
     body = _load(raw)
     if not isinstance(body, dict):
         raise ProtocolError("a request is not a map")
+    kind_value: Any = body.get("type")
     try:
-        kind = RequestType(body.get("type"))
-    except ValueError:
+        kind = RequestType(kind_value)
+    except (ValueError, TypeError):
         raise ProtocolError(f"unknown request type {body.get('type')!r}") from None
     uid = body.get("uid")
     request_id = body.get("requestId")
@@ -347,7 +348,7 @@ def decode_request(raw: bytes) -> Request:
             raise ProtocolError("a broadcast request's packet is not an event")
         fields["packet"] = packet
         flags = opts.get("flags")
-        timeout = flags.get("timeout") if isinstance(flags, dict) else None
+        timeout: Any = flags.get("timeout") if isinstance(flags, dict) else None
         number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and math.isfinite(timeout)
         fields["timeout"] = int(timeout) if number else None  # (int() of inf/NaN raised)
     return Request(**fields)

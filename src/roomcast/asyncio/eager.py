@@ -43,9 +43,9 @@ async def resume(coro: Any, yielded: Any) -> Any:
 # -- handlers inside a task of their own, stepped eagerly ---------------------------------------------
 
 try:  # (private, and the same from Python 3.7 to 3.13: what eager tasks use to make a task current)
-    from asyncio.tasks import _current_tasks, _enter_task, _leave_task
+    from asyncio.tasks import _current_tasks, _enter_task, _leave_task  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - another Python
-    _current_tasks = _enter_task = _leave_task = None
+    _current_tasks = _enter_task = _leave_task = None  # type: ignore[assignment]
 
 #: Whether :class:`HandlerTask` can work on this Python.
 AVAILABLE = _enter_task is not None

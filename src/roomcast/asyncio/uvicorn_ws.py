@@ -333,9 +333,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             on_message(message)
             return
         if type(message) is str:
-            self.queue.put_nowait({"type": "websocket.receive", "text": message})
+            self.queue.put_nowait({"type": "websocket.receive", "text": message})  # type: ignore[arg-type]
         else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})  # type: ignore[arg-type]
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
