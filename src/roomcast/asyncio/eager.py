@@ -8,17 +8,24 @@ task would cost on every message.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from typing import Any
 
 __all__ = ["resume", "HandlerTask", "AVAILABLE"]
 
 
-async def resume(coro: Any, yielded: Any) -> Any:
-    """Finish a coroutine that was started by hand (``coro.send(None)``) and suspended on ``yielded``.
+async def resume(coro: Any, yielded: Any, context: contextvars.Context | None = None) -> Any:
+    """Finish a coroutine that was started by hand (``coro.send(None)``) and suspended on ``yielded``;
+    each step runs in ``context`` when given.
 
     This is what a Task does for its coroutine: wait for the future it yielded, then step it again;
-    the coroutine reads the future's result (or exception) itself when it resumes.
+    the coroutine reads the future's result (or exception) itself when it resumes. A cancellation of
+    the running task cancels that future and is thrown into the coroutine.
     """
+    send, throw = coro.send, coro.throw
+    if context is not None:
+        send, throw = functools.partial(context.run, send), functools.partial(context.run, throw)
     while True:
         try:
             if yielded is None:
@@ -29,13 +36,15 @@ async def resume(coro: Any, yielded: Any) -> Any:
             else:
                 raise RuntimeError(f"coroutine yielded {yielded!r}, which asyncio cannot wait for")
         except BaseException as exc:
+            if asyncio.isfuture(yielded) and not yielded.done():
+                yielded.cancel()
             try:
-                yielded = coro.throw(exc)
+                yielded = throw(exc)
             except StopIteration as stop:
                 return stop.value
             continue
         try:
-            yielded = coro.send(None)
+            yielded = send(None)
         except StopIteration as stop:
             return stop.value
 
@@ -124,34 +133,8 @@ class HandlerTask:
                 continue
             coro, yielded, context, after = work
             try:
-                value = await _drive(coro, yielded, context)
+                value = await resume(coro, yielded, context)
             except BaseException as exc:  # (the handler's outcome: nothing of it may end the task)
                 after(False, exc)
             else:
                 after(True, value)
-
-
-async def _drive(coro: Any, yielded: Any, context: Any) -> Any:
-    """What a Task does for its coroutine, in ``context``: wait for the future it yielded, step it
-    again; a cancellation of the running task cancels that future and is thrown into the coroutine."""
-    while True:
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)
-            elif asyncio.isfuture(yielded):
-                yielded._asyncio_future_blocking = False
-                await asyncio.wait((yielded,))
-            else:
-                raise RuntimeError(f"coroutine yielded {yielded!r}, which asyncio cannot wait for")
-        except BaseException as exc:
-            if asyncio.isfuture(yielded) and not yielded.done():
-                yielded.cancel()
-            try:
-                yielded = context.run(coro.throw, exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        try:
-            yielded = context.run(coro.send, None)
-        except StopIteration as stop:
-            return stop.value
