@@ -266,6 +266,7 @@ class PubSubManager:
         assert self._wake is not None
         wake = self._wake
         delay = 0.1
+        failing = False
         while True:
             if not self._queue and not self._new_namespaces:
                 wake.clear()
@@ -286,15 +287,18 @@ class PubSubManager:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.logger.warning("cluster: publishing failed (%s); retrying in %.1f s", exc, delay)
+                if not failing:  # (once per outage; the retries go on quietly, backing off to 5 s)
+                    self.logger.warning("cluster: publishing failed (%s); retrying", exc)
+                    failing = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
             for _ in range(min(len(batch), len(self._queue))):
                 self._queue.popleft()
-            if self._dropped:
+            if failing:
                 self.logger.warning("cluster: publishing again (%d messages were dropped)", self._dropped)
+                failing = False
                 self._dropped = 0
 
     def prepare_emit(
