@@ -25,7 +25,7 @@ endif
 # `uvicorn app:app` serves.
 test: $(VENV_STAMP) $(NODE_STAMP) chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	ROOMCAST_TEST_WS=websockets-sansio $(VENV)/bin/pytest -q tests/server tests/asyncio tests/interop tests/reliability $(PYTEST_ARGS)
+	ROOMCAST_TEST_WS=websockets-sansio $(VENV)/bin/pytest -q tests/server tests/asyncio tests/interop tests/reliability tests/cluster $(PYTEST_ARGS)
 
 demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(VPY) examples/demo.py
