@@ -46,6 +46,7 @@ from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
 from .eager import AVAILABLE as _HOSTS_AVAILABLE
 from .eager import HandlerTask
+from .eager import current_tasks as _current_tasks
 from .engine import Connection, EngineIOApp
 from .workers import Workers
 
@@ -900,7 +901,15 @@ class AsyncServer:
             if host is None or host.task.done():  # (a host cancelled while idle has ended: make another)
                 host = socket.host = HandlerTask(self.loop)  # type: ignore[arg-type]
             context = _copy_context()
-            yielded = host.step(coro, context)
+            loop = self.loop
+            if _current_tasks.get(loop) is None:  # (a protocol callback: HandlerTask.step, inlined)
+                _current_tasks[loop] = host.task
+                try:
+                    yielded = context.run(coro.send, None)
+                finally:
+                    del _current_tasks[loop]
+            else:
+                yielded = host.step(coro, context)
         except StopIteration as stop:
             if ack_id is not None:
                 self._event_done(socket, name, ack_id, True, stop.value)
