@@ -144,7 +144,6 @@ class PubSubManager:
         self._ack_requests: dict[str, _AckRequest] = {}
         #: Namespaces whose request channel this node subscribes to (so that NUMSUB counts it).
         self._namespaces: set[str] = set()
-        self._new_namespaces: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._subscribed: asyncio.Event | None = None
         self._started = False
@@ -215,14 +214,14 @@ class PubSubManager:
         deadline = time.monotonic() + 1.0
         while self._queue and time.monotonic() < deadline and self._tasks and not self._tasks[0].done():
             await asyncio.sleep(0.01)
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             try:
                 await task
             except BaseException:  # (cancelled, or already failed and logged)
                 pass
-        self._tasks.clear()
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.cancel()
@@ -239,9 +238,17 @@ class PubSubManager:
         if namespace in self._namespaces or self.write_only:
             return
         self._namespaces.add(namespace)
-        self._new_namespaces.append(namespace)
-        if self._wake is not None:
-            self._wake.set()
+        if self._subscribed is not None and self._subscribed.is_set():
+            # (while not subscribed, the subscriber's next (re)connection includes it)
+            task = asyncio.ensure_future(self._subscribe_more([self.channels.request(namespace)]))
+            self._tasks.append(task)
+            task.add_done_callback(self._subscribed_more)
+
+    def _subscribed_more(self, task: asyncio.Future[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:  # the subscriber finds it broken and reconnects
+            self.logger.debug("cluster: subscribing to one more namespace failed: %r", task.exception())
 
     # -- publishing ----------------------------------------------------------------------------------
 
@@ -268,18 +275,9 @@ class PubSubManager:
         delay = 0.1
         failing = False
         while True:
-            if not self._queue and not self._new_namespaces:
+            if not self._queue:
                 wake.clear()
                 await wake.wait()
-            if self._new_namespaces and self._subscribed is not None and self._subscribed.is_set():
-                names, self._new_namespaces = self._new_namespaces, []
-                try:
-                    await self._subscribe_more([self.channels.request(n) for n in names])
-                except Exception:  # the subscriber reconnects and subscribes to every namespace again
-                    pass
-            if not self._queue:
-                if self._new_namespaces:
-                    await asyncio.sleep(0.05)  # (subscriber not connected yet)
                 continue
             batch = [self._queue[i] for i in range(min(len(self._queue), 512))]
             try:
@@ -307,11 +305,8 @@ class PubSubManager:
         """The channel and message of an emit for the other nodes, or None when every recipient is
         a socket of this node (sids are unique to a node). Pure: any thread may call it."""
         rooms = as_rooms(to)
-        server = self.server
-        if rooms and server is not None:
-            sockets = server.sockets
-            if all(room in sockets for room in rooms):
-                return None
+        if self.all_local(rooms):
+            return None
         message = Broadcast(
             uid=self.uid,
             namespace=namespace,
@@ -320,6 +315,12 @@ class PubSubManager:
             except_rooms=as_rooms(skip_sid) + as_rooms(exclude_rooms),
         )
         return self.channels.broadcast(namespace, rooms), encode_broadcast(message)
+
+    def all_local(self, rooms: tuple[str, ...]) -> bool:
+        """Whether ``rooms`` name sockets of this server only (sids are unique to a server, so an
+        emit to them needs no other server); False for none (everyone)."""
+        server = self.server
+        return bool(rooms) and server is not None and all(room in server.sockets for room in rooms)
 
     def publish_emit(
         self, namespace: str, event: str, args: tuple[Any, ...], to: Any, skip_sid: Any, exclude_rooms: Any
@@ -390,7 +391,10 @@ class PubSubManager:
                     [self.channels.broadcast_pattern, self.channels.response_pattern],
                     sorted(self.channels.request(n) for n in namespaces),
                 )
-                self._new_namespaces = [n for n in self._new_namespaces if n not in namespaces]
+                while self._namespaces - namespaces:  # (namespaces used while it subscribed)
+                    missing = self._namespaces - namespaces
+                    namespaces |= missing
+                    await self._subscribe_more(sorted(self.channels.request(n) for n in missing))
                 self._subscribed.set()
                 if failed:
                     self.logger.warning("cluster: subscribed again")

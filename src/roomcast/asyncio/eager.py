@@ -58,8 +58,6 @@ except ImportError:  # pragma: no cover - another Python
 
 #: Whether :class:`HandlerTask` can work on this Python.
 AVAILABLE = _enter_task is not None
-#: The running task of each loop (asyncio's own table), for callers that inline :meth:`HandlerTask.step`.
-current_tasks: dict[Any, Any] = _current_tasks
 
 
 class HandlerTask:

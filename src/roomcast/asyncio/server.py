@@ -46,7 +46,6 @@ from .asgi import ASGIApp as _ASGICallable
 from .asgi import Receive, Scope, Send
 from .eager import AVAILABLE as _HOSTS_AVAILABLE
 from .eager import HandlerTask
-from .eager import current_tasks as _current_tasks
 from .engine import Connection, EngineIOApp
 from .workers import Workers
 
@@ -901,15 +900,7 @@ class AsyncServer:
             if host is None or host.task.done():  # (a host cancelled while idle has ended: make another)
                 host = socket.host = HandlerTask(self.loop)  # type: ignore[arg-type]
             context = _copy_context()
-            loop = self.loop
-            if _current_tasks.get(loop) is None:  # (a protocol callback: HandlerTask.step, inlined)
-                _current_tasks[loop] = host.task
-                try:
-                    yielded = context.run(coro.send, None)
-                finally:
-                    del _current_tasks[loop]
-            else:
-                yielded = host.step(coro, context)
+            yielded = host.step(coro, context)
         except StopIteration as stop:
             if ack_id is not None:
                 self._event_done(socket, name, ack_id, True, stop.value)
@@ -1202,7 +1193,7 @@ class AsyncServer:
         manager = self.manager
         assert manager is not None
         rooms = as_rooms(to)
-        if rooms and all(room in self.sockets for room in rooms):
+        if manager.all_local(rooms):
             return False
         request_id = manager.new_request_id()
         manager.expect_acks(request_id, timeout, on_count or (lambda count: None), on_ack)
@@ -1423,10 +1414,7 @@ class AsyncServer:
 
     def _selection(self, namespace: str | None, to: Any, exclude_rooms: Any) -> tuple[str, list[str]]:
         namespace = namespace or "/"
-        rooms = as_rooms(to)
-        return namespace, self.rooms_table.select(
-            namespace, list(rooms) or None, except_rooms=as_rooms(exclude_rooms)
-        )
+        return namespace, self._recipients(namespace, as_rooms(to) or None, None, exclude_rooms)  # (none: all)
 
     async def sockets_join(
         self, room: str | list[str], to: Any = None, namespace: str | None = None, exclude_rooms: Any = None
