@@ -137,8 +137,8 @@ class Connection:
 
     def send(self, packet: str | bytes) -> None:
         """Queue one encoded packet (``"4..."`` or binary ``bytes``) and get it written."""
-        lane = self._free_lane()
-        if lane is not None and lane.write(packet):
+        direct = self.direct  # (_free_lane inline: the path of every reply)
+        if direct is not None and not self.flushing and self.session.idle_open() and direct.write(packet):
             return
         if self.session.send(packet):
             self._kick()

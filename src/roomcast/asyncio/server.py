@@ -1267,8 +1267,24 @@ class AsyncServer:
         ``data`` is one argument, or a tuple of several. ``skip_sid`` (a sid or a list) and
         ``exclude_rooms`` leave recipients out. ``callback`` is called with each recipient's ack.
         """
-        self._emit(event, data_args(data), to if to is not None else room, namespace, skip_sid,
-                   exclude_rooms, callback)
+        if to is None:
+            to = room
+        if (
+            type(to) is str and callback is None and skip_sid is None and exclude_rooms is None
+            and self._recovery is None and self.manager is None
+        ):
+            # The commonest emit, a reply to one client on a single server: _emit and _deliver inline.
+            namespace = namespace or "/"
+            packets = _event_packets(namespace, event, data_args(data), self.serializer)
+            members = self.rooms_table.room(namespace, to)
+            if len(members) == 1:
+                socket = self.sockets.get(next(iter(members)))  # (delivering may empty the room)
+                if socket is not None:
+                    socket.deliver(packets)
+                return
+            self._deliver(packets, namespace, to, None, None)
+            return
+        self._emit(event, data_args(data), to, namespace, skip_sid, exclude_rooms, callback)
 
     async def send(
         self,

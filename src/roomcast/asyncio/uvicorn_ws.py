@@ -292,18 +292,39 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         """Drop the messages that still arrive (the session is over; the close handshake follows)."""
         self._on_message = _discard
 
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's ``data_received``; on the lane, with :meth:`handle_events` inline."""
+        if self._on_message is None:
+            super().data_received(data)
+            return
+        conn = self.conn
+        conn.receive_data(data)
+        if conn.parser_exc is not None:
+            self.handle_parser_exception()
+            return
+        self.handle_events()
+
     def handle_events(self) -> None:
         """uvicorn's dispatch of the parser's events, except that on the lane a message in one frame
-        (nearly all of them) goes straight to :meth:`_message`."""
-        if self._on_message is None:
+        (nearly all of them) goes straight to the lane's callback."""
+        on_message = self._on_message
+        if on_message is None:
             super().handle_events()
             return
         for event in self.conn.events_received():
             if type(event) is Frame and event.fin and (event.opcode is _TEXT or event.opcode is _BINARY):
                 # (A new data frame is the start of a message: websockets rejects one in the middle of
-                # a fragmented message before it gets here.)
+                # a fragmented message before it gets here, so no fragments are pending.)
+                if event.opcode is _TEXT and on_message is self._on_message and not self.close_sent:
+                    # The common case, a text message on the lane: _message inline.
+                    try:
+                        text = event.data.decode()  # type: ignore[union-attr]
+                    except UnicodeDecodeError:
+                        self._invalid_utf8()
+                        return
+                    on_message(text)
+                    continue
                 self.curr_msg_data_type = "text" if event.opcode is _TEXT else "bytes"
-                self.frames = []
                 self._message(event.data)  # type: ignore[arg-type]
             else:  # control frames, fragments: uvicorn's own handling
                 self.conn.events.append(event)
@@ -324,9 +345,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError:
-                logger.info("closing a WebSocket: a text frame is not valid UTF-8")
-                self.conn.send_close(1007, "invalid UTF-8")
-                self.handle_parser_exception()
+                self._invalid_utf8()
                 return
         on_message = self._on_message
         if on_message is not None:
@@ -339,6 +358,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
+
+    def _invalid_utf8(self) -> None:
+        logger.info("closing a WebSocket: a text frame is not valid UTF-8")
+        self.conn.send_close(1007, "invalid UTF-8")
+        self.handle_parser_exception()
 
     # -- frames out -------------------------------------------------------------------------------
 
