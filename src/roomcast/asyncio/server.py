@@ -1234,7 +1234,10 @@ class AsyncServer:
             self.submit(self._emit, event, args, to, namespace, skip_sid, None, None)
             return
         packets = _event_packets(namespace, event, args, self.serializer)
-        self.submit(self._deliver, packets, namespace, to, skip_sid, None)
+        if threading.get_ident() == self._loop_thread:  # (submit inline)
+            self._deliver(packets, namespace, to, skip_sid, None)
+        else:
+            self._post(self._deliver, packets, namespace, to, skip_sid, None)
         manager = self.manager
         if manager is not None:  # (encoded for the other servers on this thread too)
             prepared = manager.prepare_emit(namespace, event, args, to, skip_sid, None)

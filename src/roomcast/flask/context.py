@@ -43,6 +43,7 @@ __all__ = [
     "forget_socket",
     "current_socket",
     "in_socket_context",
+    "handled_socket",
     "flask_json_serializer",
     "flask_client_cookie_header",
     "run_with_reloader",
@@ -268,6 +269,20 @@ def in_socket_context(what: str) -> tuple[str, str]:
             f"threads) use the methods of the SocketIO object, e.g. socketio.{what}(...)"
         )
     return current
+
+
+def handled_socket(what: str) -> tuple[str, str, Any]:
+    """``(sid, namespace, extension)`` of the handler running now, in one lookup (the path of every
+    reply); the errors of :func:`in_socket_context` and :func:`current_extension` otherwise."""
+    ctx = _cv_request.get(None)
+    if ctx is not None:
+        request = ctx.request
+        sid = getattr(request, "sid", None)
+        extension = ctx.app.extensions.get("socketio")
+        if sid is not None and extension is not None:
+            return sid, getattr(request, "namespace", "/"), extension
+    sid, namespace = in_socket_context(what)
+    return sid, namespace, current_extension()
 
 
 def current_extension() -> Any:

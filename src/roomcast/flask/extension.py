@@ -309,12 +309,16 @@ class SocketIO:
         """:meth:`_server_handler` for the commonest case: a function handling one event of one
         namespace."""
         environs = self._environs
+        call = context.call_in_socket_request
+        on_error = self._on_error
 
         def event_handler(sid: str, *args: Any) -> Any:
             environ = environs.get(sid) or self._environ(sid)
             if environ is None:  # the socket is gone
                 return None
-            return self._run_handler(handler, args, environ, sid, namespace, event, args)
+            # (_run_handler inline: this is every event's path)
+            return call(environ["flask.app"], environ, handler, args, self.manage_session, sid, namespace, event,
+                        args, on_error)
 
         event_handler.__name__ = f"flask_{getattr(handler, '__name__', event)}"
         return event_handler

@@ -23,10 +23,11 @@ def emit(event: str, *args: Any, **kwargs: Any) -> None:
     ``skip_sid`` skips sids; ``callback`` gets the client's acknowledgement. Several arguments go as a
     tuple.
     """
-    sid, namespace = context.in_socket_context("emit")
     if not kwargs:  # the commonest call: a reply to the client being handled
-        context.current_extension()._emit_to(event, emit_args(args), sid, namespace, None)
+        sid, namespace, extension = context.handled_socket("emit")
+        extension._emit_to(event, emit_args(args), sid, namespace, None)
         return
+    sid, namespace = context.in_socket_context("emit")
     if "namespace" in kwargs:
         namespace = kwargs.pop("namespace")
     broadcast = kwargs.pop("broadcast", False)
