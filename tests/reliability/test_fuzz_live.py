@@ -372,7 +372,12 @@ RAW_FRAMES: list[tuple[str, Callable[[], bytes]]] = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["websockets-sansio", "wsproto"])
+@pytest.mark.parametrize("impl", [
+    "roomcast.asyncio.uvicorn_ws:WebSocketProtocol",  # frames read by aiohttp's compiled reader
+    "tests.helpers.protocols:WebsocketsParserProtocol",  # the same protocol, websockets reading frames
+    "websockets-sansio",
+    "wsproto",
+])
 def test_raw_frame_fuzz(serve: Callable[..., App], logs: Any, impl: str) -> None:
     app = serve(uvicorn={"ws": impl}, ping_interval=0.5, ping_timeout=0.5, **SERVER_OPTIONS)
     with Canary(app) as ws_canary, Canary(app, "polling") as poll_canary:

@@ -15,11 +15,15 @@ protocol object itself, through which Roomcast's Engine.IO layer
 Every write on the connection (the lane's and uvicorn's own) is held until the end of the event
 loop's pass and then written in one piece (see ``_CorkedTransport``).
 
+Once the handshake is done, a connection's frames are read by aiohttp's compiled reader where it
+is installed (``pip install 'roomcast[fast]'``; see :mod:`roomcast.asyncio.frame_reader`), about 4×
+cheaper than ``websockets``' parser; each control frame it reads is handed back to ``websockets``.
+
 Everything else (the opening handshake, close handshake, keepalive pings, disconnect events, back
 pressure through ``send()`` when the socket is not writable) stays uvicorn's own, and any other ASGI
-app served by this protocol sees plain ASGI. Framing and parsing stay the ``websockets`` library's.
-It also closes a text frame holding invalid UTF-8 with 1007 and one log line, where uvicorn logs a
-traceback.
+app served by this protocol sees plain ASGI. Frames written are ``websockets``' own bytes. A frame
+that breaks the protocol (invalid UTF-8 in a text frame included) closes the connection with the
+RFC's code and one log line, where uvicorn logs a traceback for invalid UTF-8.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as _WSState
 
+from . import frame_reader
 from .engine import DIRECT_EXTENSION
 
 __all__ = ["WebSocketProtocol", "EXTENSION"]
@@ -43,6 +48,8 @@ EXTENSION = DIRECT_EXTENSION
 logger = logging.getLogger("roomcast.server")
 
 _OPEN = _WSState.OPEN
+_TEXT_MSG, _BINARY_MSG = frame_reader.TEXT, frame_reader.BINARY
+_CLOSE_MSG, _PING_MSG = frame_reader.CLOSE, frame_reader.PING
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 
@@ -253,12 +260,16 @@ class _Event:
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol plus Roomcast's direct lane (see the module doc)."""
 
+    #: Read frames with aiohttp's compiled reader when it is usable (False: ``websockets`` reads them).
+    fast_reader: bool = frame_reader.AVAILABLE
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Queue()  # type: ignore[assignment]
         self.writable: _Event = _Event()  # type: ignore[assignment]
         self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
+        self._reader: Any = None  # aiohttp's frame reader, once the handshake is done
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -270,6 +281,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.close_sent:  # the handshake request was valid: the scope exists, the app not yet run
             extensions: dict[str, Any] = self.scope["extensions"]
             extensions[EXTENSION] = self
+            # The reader takes over at a frame boundary: websockets' parser holds no bytes after the
+            # request. With permessage-deflate, websockets inflates (each connection has its context).
+            if self.fast_reader and not self.conn.extensions and not self.conn.reader.buffer:
+                self._reader = frame_reader.make_reader(
+                    self._frame_message, self._frame_error, self.config.ws_max_size or 0
+                )
 
     # -- messages in ------------------------------------------------------------------------------
 
@@ -293,7 +310,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._on_message = _discard
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's ``data_received``; on the lane, with :meth:`handle_events` inline."""
+        """uvicorn's ``data_received``; on the lane, with :meth:`handle_events` inline; with aiohttp's
+        reader, each message goes to :meth:`_frame_message`."""
+        reader = self._reader
+        if reader is not None:
+            reader.feed_data(data)
+            return
         if self._on_message is None:
             super().data_received(data)
             return
@@ -351,10 +373,56 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if on_message is not None:
             on_message(message)
             return
+        self._queue(message)
+
+    def _frame_message(self, message: Any) -> None:
+        """A message from aiohttp's reader: data to the lane's callback or ``receive()``, control
+        frames to ``websockets`` and uvicorn (serialized again: its parser then reads just that
+        frame), so that pings, pongs and the close handshake stay theirs."""
+        kind = message[0]
+        if kind is _TEXT_MSG or kind is _BINARY_MSG:
+            if self.close_sent or self.conn.state is not _OPEN:
+                return  # as websockets drops what follows a close frame
+            on_message = self._on_message
+            if on_message is not None:
+                on_message(message[1])
+            else:
+                self._queue(message[1])
+            return
+        if kind is _CLOSE_MSG:
+            code = message[1]
+            frame = Frame(Opcode.CLOSE, code.to_bytes(2, "big") + message[2].encode() if code else b"")
+        else:
+            frame = Frame(Opcode.PING if kind is _PING_MSG else Opcode.PONG, bytes(message[1]))
+        conn = self.conn
+        conn.receive_data(frame.serialize(mask=True))
+        if conn.parser_exc is not None:
+            self.handle_parser_exception()
+            return
+        WebSocketsSansIOProtocol.handle_events(self)
+
+    def _frame_error(self, exc: BaseException) -> None:
+        """aiohttp's reader found a frame that breaks the protocol (or a callback raised): close the
+        connection with the RFC's code, one log line; the reader ignores what follows."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        if isinstance(exc, frame_reader.FrameError):
+            code = exc.code
+            reason = {1007: "invalid UTF-8", 1009: "message too big"}.get(code, "")
+            why = {1007: "a text frame is not valid UTF-8", 1009: "a message over ws_max_size"}
+            logger.info("closing a WebSocket: %s", why.get(code) or exc)
+        else:
+            code, reason = 1011, ""
+            logger.error("closing a WebSocket: error handling a message", exc_info=exc)
+        self.conn.fail(code, reason)
+        self.handle_parser_exception()
+
+    def _queue(self, message: str | bytes) -> None:
+        """Queue a message for ``receive()``; reading pauses until the app has taken it."""
         if type(message) is str:
             self.queue.put_nowait({"type": "websocket.receive", "text": message})  # type: ignore[arg-type]
         else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})  # type: ignore[arg-type]
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": message})  # type: ignore[arg-type]
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
