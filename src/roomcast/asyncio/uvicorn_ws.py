@@ -375,7 +375,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self._queue(message)
 
-    def _frame_message(self, message: Any) -> None:
+    def _frame_message(self, message: Any, size: int) -> None:
         """A message from aiohttp's reader: data to the lane's callback or ``receive()``, control
         frames to ``websockets`` and uvicorn (serialized again: its parser then reads just that
         frame), so that pings, pongs and the close handshake stay theirs."""
