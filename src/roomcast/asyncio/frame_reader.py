@@ -81,7 +81,7 @@ if _AioReader is not None and _AioReader.__module__.endswith("_c"):
             super().__init__(None, 1 << 30, loop=None)
             # The reader calls feed_data(message, size): found on the instance first, deliver itself
             # is called, one Python frame less per message than through a method.
-            self.feed_data = deliver
+            self.feed_data = deliver  # type: ignore[method-assign,assignment]
             self._failed = failed
 
         def feed_data(self, data: Any, size: int) -> None:  # replaced in __init__
