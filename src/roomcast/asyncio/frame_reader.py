@@ -24,7 +24,7 @@ import importlib
 import logging
 from typing import Any, Callable
 
-__all__ = ["AVAILABLE", "FrameError", "make_reader", "TEXT", "BINARY", "CLOSE", "PING", "PONG"]
+__all__ = ["AVAILABLE", "FrameError", "make_reader", "feed", "TEXT", "BINARY", "CLOSE", "PING", "PONG"]
 
 logger = logging.getLogger("roomcast.server")
 
@@ -32,8 +32,6 @@ logger = logging.getLogger("roomcast.server")
 #: ``(type, data, extra)``: text as ``str``, binary as ``bytes``, a close as ``(CLOSE, code,
 #: reason)`` with code 0 for none, a ping or pong with its payload.
 Deliver = Callable[[Any, int], None]
-#: Called once when the peer broke the protocol, with a :class:`FrameError` or what a callback raised.
-Failed = Callable[[BaseException], None]
 
 AVAILABLE = False
 TEXT: Any = None
@@ -53,6 +51,7 @@ class FrameError(Exception):
 
 
 _AioReader: Any = None
+_SINK: Any = None
 try:  # (typed as Any: an internal API, checked by _probe below rather than by its annotations)
     _models: Any = importlib.import_module("aiohttp._websocket.models")
     _reader: Any = importlib.import_module("aiohttp._websocket.reader")
@@ -63,34 +62,49 @@ else:
     _Queue, _AioReader = _reader.WebSocketDataQueue, _reader.WebSocketReader
 
 
-def make_reader(deliver: Deliver, failed: Failed, max_size: int) -> Any:
-    """A reader (``feed_data(data)``) that calls ``deliver`` with each message and ``failed`` once
-    on a protocol error (then ignores what follows); ``max_size`` bounds a message (0: no bound).
-    Only when :data:`AVAILABLE`."""
+def make_reader(max_size: int) -> Any:
+    """A reader for one connection, fed with :func:`feed`; ``max_size`` bounds a message (0: no
+    bound). Only when :data:`AVAILABLE`."""
     # aiohttp refuses a message of exactly its limit; websockets (and so uvicorn's ws_max_size) allows it.
-    return _Reader(_Sink(deliver, failed), max_size + 1 if max_size else 0, False, True)
+    return _Reader(_SINK, max_size + 1 if max_size else 0, False, True)
+
+
+def feed(reader: Any, data: bytes, deliver: Deliver) -> BaseException | None:
+    """Read ``data`` with ``reader``, calling ``deliver`` with each message it completes. Returns
+    what broke the protocol (a :class:`FrameError`, or what ``deliver`` raised) the first time; the
+    reader then ignores what follows (None is returned for it)."""
+    sink = _SINK
+    outer = sink.feed_data  # (a feed from inside a deliver, if one ever happens, gets its own back)
+    sink.feed_data = deliver
+    failed = reader.feed_data(data)[0]  # (it catches what deliver raises: see set_exception)
+    sink.feed_data = outer
+    if failed:
+        error: BaseException | None = sink.error
+        sink.error = None
+        return error
+    return None
 
 
 if _AioReader is not None and _AioReader.__module__.endswith("_c"):
 
     class _Sink(_Queue):  # type: ignore[misc,valid-type]
-        """What the reader puts each message into: handed on at once, nothing kept. (The compiled
-        reader insists on its queue class; a subclass's ``feed_data`` replaces the queue's.)"""
+        """Where the compiled reader (which insists on its queue class) puts each message: handed to
+        the ``feed_data`` slot, which :func:`feed` points at the connection's callback, nothing kept.
+        One for every reader, where a queue each would cost every connection 1.2 KB."""
 
-        def __init__(self, deliver: Deliver, failed: Failed) -> None:
-            super().__init__(None, 1 << 30, loop=None)
-            # The reader calls feed_data(message, size): found on the instance first, deliver itself
-            # is called, one Python frame less per message than through a method.
-            self.feed_data = deliver  # type: ignore[method-assign,assignment]
-            self._failed = failed
-
-        def feed_data(self, data: Any, size: int) -> None:  # replaced in __init__
-            raise NotImplementedError
+        __slots__ = ("feed_data", "error")
 
         def set_exception(self, exc: BaseException, exc_cause: Any = None) -> None:
             if isinstance(exc, _WebSocketError):
                 exc = FrameError(int(exc.code), str(exc))
-            self._failed(exc)
+            self.error = exc
+
+    def _ignore(message: Any, size: int) -> None:
+        pass
+
+    _SINK = _Sink(None, 1 << 30, loop=None)
+    _SINK.feed_data = _ignore
+    _SINK.error = None
 
     class _Reader(_AioReader):  # type: ignore[misc]
         """aiohttp's reader, refusing unmasked frames (see the module doc)."""
@@ -105,7 +119,6 @@ if _AioReader is not None and _AioReader.__module__.endswith("_c"):
     def _probe() -> bool:
         """True when the installed reader reads these frames as Roomcast needs."""
         got: list[Any] = []
-        errors: list[BaseException] = []
 
         def keep(message: Any, size: int) -> None:
             got.append(message)
@@ -118,21 +131,21 @@ if _AioReader is not None and _AioReader.__module__.endswith("_c"):
             key = b"\x01\x02\x03\x04"
             return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
-        reader = make_reader(keep, errors.append, 1024)
-        reader.feed_data(frame(0x1, b"h\xc3\xa9") + frame(0x2, b"\x00\xff"))
-        reader.feed_data(frame(0x1, b"ab", fin=False) + frame(0x9, b"p") + frame(0x0, b"c"))
-        reader.feed_data(frame(0x8, b"\x03\xe8bye"))
-        if errors or [(m[0], m[1]) for m in got] != [
+        reader = make_reader(1024)
+        for data in (frame(0x1, b"h\xc3\xa9") + frame(0x2, b"\x00\xff"),
+                     frame(0x1, b"ab", fin=False) + frame(0x9, b"p") + frame(0x0, b"c"),
+                     frame(0x8, b"\x03\xe8bye")):
+            if feed(reader, data, keep) is not None:
+                return False
+        if [(m[0], m[1]) for m in got] != [
             (_WSMsgType.TEXT, "hé"), (_WSMsgType.BINARY, b"\x00\xff"), (_WSMsgType.PING, b"p"),
             (_WSMsgType.TEXT, "abc"), (_WSMsgType.CLOSE, 1000),
         ] or got[-1][2] != "bye" or type(got[1][1]) is not bytes:
             return False
         for bad, code in ((frame(0x1, b"x", masked=False), 1002), (frame(0x1, b"\xff"), 1007),
                           (frame(0x2, bytes(100)), 1009)):
-            errors.clear()
-            reader = make_reader(keep, errors.append, 64)
-            reader.feed_data(bad)
-            if len(errors) != 1 or getattr(errors[0], "code", None) != code:
+            error = feed(make_reader(64), bad, keep)
+            if getattr(error, "code", None) != code:
                 return False
         return True
 

@@ -50,6 +50,7 @@ logger = logging.getLogger("roomcast.server")
 _OPEN = _WSState.OPEN
 _TEXT_MSG, _BINARY_MSG = frame_reader.TEXT, frame_reader.BINARY
 _CLOSE_MSG, _PING_MSG = frame_reader.CLOSE, frame_reader.PING
+_feed = frame_reader.feed
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 
@@ -270,6 +271,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
         self._on_message: Callable[[str | bytes], None] | None = None
         self._reader: Any = None  # aiohttp's frame reader, once the handshake is done
+        self._deliver: Callable[[Any, int], None] = self._frame_message  # (bound once: fed every read)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -284,9 +286,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # The reader takes over at a frame boundary: websockets' parser holds no bytes after the
             # request. With permessage-deflate, websockets inflates (each connection has its context).
             if self.fast_reader and not self.conn.extensions and not self.conn.reader.buffer:
-                self._reader = frame_reader.make_reader(
-                    self._frame_message, self._frame_error, self.config.ws_max_size or 0
-                )
+                self._reader = frame_reader.make_reader(self.config.ws_max_size or 0)
 
     # -- messages in ------------------------------------------------------------------------------
 
@@ -314,7 +314,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         reader, each message goes to :meth:`_frame_message`."""
         reader = self._reader
         if reader is not None:
-            reader.feed_data(data)
+            error = _feed(reader, data, self._deliver)
+            if error is not None:
+                self._frame_error(error)
             return
         if self._on_message is None:
             super().data_received(data)
