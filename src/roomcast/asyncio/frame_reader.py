@@ -15,7 +15,9 @@ and ``websockets`` reads every frame, as before.
 One rule aiohttp does not keep, since it reads both sides' frames: a server must close a
 connection whose client sends an unmasked frame (RFC 6455, 5.1). Its reader unmasks a masked
 payload in place into a ``bytearray`` and passes an unmasked one on as the ``bytes`` it sliced, so
-:class:`_Reader` refuses a frame whose payload arrives as ``bytes`` (the probe checks that too).
+:class:`_Reader` refuses a frame whose payload arrives as ``bytes`` (the probe checks that too). One
+case escapes: a frame that arrives in more than max(1024, max_size / 256) reads (65,536 at uvicorn's
+default 16 MiB) is gathered into a ``bytearray`` masked or not, so it is not checked.
 """
 
 from __future__ import annotations
