@@ -410,9 +410,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if isinstance(exc, frame_reader.FrameError):
             code = exc.code
-            reason = {1007: "invalid UTF-8", 1009: "message too big"}.get(code, "")
-            why = {1007: "a text frame is not valid UTF-8", 1009: "a message over ws_max_size"}
-            logger.info("closing a WebSocket: %s", why.get(code) or exc)
+            if code == 1007:
+                self._invalid_utf8()  # (what websockets' path does for it)
+                return
+            reason = "message too big" if code == 1009 else ""
+            logger.info("closing a WebSocket: %s", "a message over ws_max_size" if code == 1009 else exc)
         else:
             code, reason = 1011, ""
             logger.error("closing a WebSocket: error handling a message", exc_info=exc)
