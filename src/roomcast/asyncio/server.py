@@ -376,7 +376,7 @@ class AsyncServer:
         #: Work handed to the loop by worker threads (see :meth:`_post`).
         self._inbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._inbox_scheduled = False
-        #: Plain handler calls waiting for the end of the loop's pass (see :meth:`_submit_batch`).
+        #: Plain handler calls waiting to go to the workers as one batch (see :meth:`_submit_batch_soon`).
         self._thread_batch: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._arity: dict[Callable[..., Any], int] = {}
         #: (namespace key, namespace, event) -> (handler, leading arguments, is async): what
@@ -939,8 +939,8 @@ class AsyncServer:
             self._submit_batch()
 
     def _submit_batch(self) -> None:
-        """Hand the plain handler calls of one pass of the loop to the workers together: one
-        wake-up of a worker thread per pass instead of one per message, while the loop still reads."""
+        """Hand the batched plain handler calls to the workers together: one wake-up of a worker
+        thread per batch instead of one per message."""
         batch, self._thread_batch = self._thread_batch, []
         self.workers.submit_many(batch)
 
