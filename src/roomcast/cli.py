@@ -69,10 +69,14 @@ def serve(
         raise SystemExit("roomcast: this Flask app has no roomcast.SocketIO (create one: SocketIO(app))")
     import uvicorn
 
+    from .supervisor import make_server, warn_without_queue
+
+    warn_without_queue(getattr(obj, "server", None))
     tune_gc()
-    uvicorn.run(obj, host=host, port=port, log_level="info" if log_output else "warning",
-                access_log=bool(log_output), ws_per_message_deflate=False, ws=websocket_protocol(),
-                http=http_protocol())
+    config = uvicorn.Config(obj, host=host, port=port, log_level="info" if log_output else "warning",
+                            access_log=bool(log_output), ws_per_message_deflate=False, ws=websocket_protocol(),
+                            http=http_protocol())
+    make_server(config).run()
 
 
 #: The cyclic garbage collector's first threshold under :func:`tune_gc` (Python's default: 700).
@@ -132,7 +136,7 @@ def _socketio_of(obj: Any) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``roomcast run [--host H] [--port P] [--debug] [--reload] TARGET``."""
+    """``roomcast run [--host H] [--port P] [--debug] [--reload] [--workers N] TARGET``."""
     parser = argparse.ArgumentParser(prog="roomcast", description="Roomcast: Socket.IO on ASGI.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve an app with uvicorn (WebSocket included)")
@@ -142,7 +146,20 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--debug", action="store_true", help="Flask debug mode: debugger, reloader, request log")
     run.add_argument("--reload", action=argparse.BooleanOptionalAction, default=None,
                      help="restart when a source file changes (default: with --debug)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="serve with N processes on one port, each client kept on one (see docs/scaling.md)")
     args = parser.parse_args(argv)
+    if args.workers > 1:
+        if args.reload:
+            parser.error("--reload serves one process: leave out --workers")
+        from .supervisor import Supervisor
+
+        worker_argv = ["run", args.target, "--host", args.host, "--port", str(args.port), "--no-reload"]
+        if args.debug:
+            worker_argv.append("--debug")
+        raise SystemExit(Supervisor(worker_argv, args.host, args.port, args.workers).run())
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     obj = load_target(args.target)
     serve(obj, host=args.host, port=args.port, debug=args.debug or None, reload=args.reload,
           log_output=args.debug or None)

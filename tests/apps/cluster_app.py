@@ -73,6 +73,12 @@ async def whoami(sid: str) -> list[str]:
     return [sid, NAME]
 
 
+@sio.on("pid")
+async def pid(sid: str) -> int:
+    """Which process serves this client (``roomcast run --workers N`` runs several)."""
+    return os.getpid()
+
+
 @sio.on("put")
 async def put(sid: str, target: str, room: str) -> str:
     await sio.enter_room(target, room)

@@ -37,6 +37,12 @@ def health() -> str:
     return NAME
 
 
+@socketio.on("pid")
+def pid() -> int:
+    """Which process serves this client (``roomcast run --workers N`` runs several)."""
+    return os.getpid()
+
+
 @socketio.on("shout")
 def shout(payload: Any) -> str:
     emit("news", payload, broadcast=True)

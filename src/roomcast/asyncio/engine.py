@@ -32,6 +32,7 @@ from ..engineio.server import (
 )
 from ..engineio.session import Reason, Session, State
 from ..exceptions import PayloadTooLarge, ProtocolError
+from ..supervisor import sid_prefix, worker_index
 from .eager import resume
 from .asgi import (
     ASGIApp,
@@ -326,6 +327,10 @@ class EngineIOApp:
         self.handler = handler
         self.config = config
         self.core = EngineCore(config)
+        self.core.sid_prefix = sid_prefix()
+        #: Under ``roomcast run --workers N`` every HTTP response closes its connection, so that the
+        #: supervisor routes each request by the session it names (see :mod:`roomcast.supervisor`).
+        self._close_http = worker_index() is not None
         self.path = "/" + path.strip("/")
         self.other_asgi_app = other_asgi_app
         self.connections: dict[str, Connection] = {}
@@ -354,6 +359,8 @@ class EngineIOApp:
             await self._lifespan(scope, receive, send)
             return
         self._bind_loop()
+        if self._close_http and kind == "http":
+            send = _closing(send)
         path = relative_path(scope)
         if path.rstrip("/") == self.path:
             if kind == "http":
@@ -975,6 +982,18 @@ _STOP = (0, "")
 
 #: Seconds a WebSocket client gets to take its last frames once its session closed.
 _CLOSE_GRACE = 5.0
+
+
+def _closing(send: Send) -> Send:
+    """``send``, with ``connection: close`` added to the response's headers."""
+
+    async def closing_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return closing_send
 
 
 async def _until_disconnect(receive: Receive) -> None:

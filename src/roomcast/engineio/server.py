@@ -167,6 +167,9 @@ class EngineCore:
         self.config = config
         self.session_config = config.session_config()
         self.sessions: dict[str, Session] = {}
+        #: What every session id starts with: a worker's index under ``roomcast run --workers N``,
+        #: which routes its clients' connections to it (see :mod:`roomcast.supervisor`).
+        self.sid_prefix = ""
         self._upgrades = ["websocket"] if config.allow_upgrades and "websocket" in config.transports else []
 
     # -- decisions ------------------------------------------------------------------------------
@@ -241,9 +244,9 @@ class EngineCore:
     # -- sessions -------------------------------------------------------------------------------
 
     def open_session(self, transport: str, now: float) -> Session:
-        sid = secrets.token_urlsafe(15)
+        sid = self.sid_prefix + secrets.token_urlsafe(15)
         while sid in self.sessions:  # pragma: no cover - 120 random bits
-            sid = secrets.token_urlsafe(15)
+            sid = self.sid_prefix + secrets.token_urlsafe(15)
         session = Session(sid, transport, self.session_config, now)
         self.sessions[sid] = session
         return session

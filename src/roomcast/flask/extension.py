@@ -723,7 +723,9 @@ class SocketIO:
             import uvicorn
 
             from ..cli import tune_gc
+            from ..supervisor import make_server, warn_without_queue
 
+            warn_without_queue(self.server)
             tune_gc()
             config = uvicorn.Config(
                 asgi,
@@ -733,7 +735,7 @@ class SocketIO:
                 access_log=bool(log_output),
                 **kwargs,
             )
-            self._uvicorn = uvicorn.Server(config)
+            self._uvicorn = make_server(config)
             self._uvicorn.run()
 
         if use_reloader:

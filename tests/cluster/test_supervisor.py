@@ -1,0 +1,243 @@
+"""``roomcast run --workers N``: one port, N worker processes, each client's connections routed to
+the worker that holds its session (roomcast.supervisor), and the workers linked through the real
+Redis (tests/apps/cluster_app.py).
+
+Clients of every kind must keep working whatever connection their requests come on: long-polling
+only (each request is routed by its sid), the official client's default polling-then-WebSocket
+upgrade, and WebSocket only. A worker killed mid-run is replaced, and SIGTERM stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+
+import roomcast
+from roomcast.supervisor import owner_of, route
+from tests.helpers.cluster import REDIS_URL, cluster_key, wait_for_nodes
+from tests.helpers.node_peer import NodePeer
+from tests.helpers.require import require_node, require_redis
+from tests.helpers.servers import HOST, ServerProcess, _python_path_for_children, free_port
+
+TIMEOUT = 5.0
+WORKERS = 2
+
+
+class WorkersServer(ServerProcess):
+    """``python -m roomcast run APP --workers N`` on a free port."""
+
+    impl = "roomcast"
+
+    def __init__(self, app: str, workers: int, env: dict[str, str]) -> None:
+        self.app = app
+        self.workers = workers
+        super().__init__(name=f"roomcast-workers-{workers}",
+                         env={**env, "PYTHONPATH": _python_path_for_children()}, stop_timeout=15.0)
+
+    def argv(self) -> Sequence[str]:
+        return [sys.executable, "-m", "roomcast", "run", self.app, "--host", HOST, "--port", str(self.port),
+                "--workers", str(self.workers)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[WorkersServer]:
+    require_redis()
+    key = cluster_key()
+    with WorkersServer("tests.apps.cluster_app:app", WORKERS, {"CLUSTER_KEY": key, "REDIS_URL": REDIS_URL}) as srv:
+        wait_for_nodes(key, WORKERS)
+        yield srv
+
+
+def python_client(server: WorkersServer, transports: list[str] | None) -> roomcast.Client:
+    client = roomcast.Client(reconnection=False)
+    news: list[Any] = []
+    client.on("news", news.append)
+    client.news = news  # type: ignore[attr-defined]
+    client.connect(server.url, transports=transports, wait_timeout=TIMEOUT)
+    return client
+
+
+def wait_until(condition: Any, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)  # (a list filled by the client's thread: polled under a deadline)
+
+
+def test_route_reads_the_sid_of_the_request_line() -> None:
+    assert route(b"GET /socket.io/?EIO=4&transport=polling&sid=1.abcDEF HTTP/1.1\r\nHost: x\r\n", 2) == 1
+    assert route(b"POST /socket.io/?sid=0.x-y_z&EIO=4&transport=polling HTTP/1.1\r\n", 2) == 0
+    assert route(b"GET /socket.io/?EIO=4&transport=websocket&sid=1.q HTTP/1.1\r\n", 2) == 1
+    assert route(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n", 2) is None  # a new session
+    assert route(b"GET / HTTP/1.1\r\n", 2) is None  # a page
+    assert route(b"GET /socket.io/?sid=7.x HTTP/1.1\r\n", 2) is None  # no such worker
+    assert route(b"garbage", 2) is None
+    assert owner_of("3.abc", 4) == 3 and owner_of("abc", 4) is None and owner_of("x.abc", 4) is None
+
+
+def test_every_kind_of_client_is_served_across_workers(server: WorkersServer) -> None:
+    kinds: list[list[str] | None] = [["polling"], None, ["websocket"]] * 3
+    clients = [python_client(server, kinds[i]) for i in range(len(kinds))]
+    try:
+        pids = set()
+        for client in clients:
+            for _ in range(3):  # several requests each: on polling, each one is routed by its sid
+                pids.add(client.call("pid", timeout=TIMEOUT))
+        assert len(pids) == WORKERS, f"clients landed on {pids}"
+        clients[0].emit("shout", "to everyone")
+        for client in clients:
+            wait_until(lambda c=client: "to everyone" in c.news, "the broadcast on every worker")
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def test_the_official_client_upgrades_on_its_own_worker(server: WorkersServer) -> None:
+    require_node()
+    with NodePeer() as peer:
+        clients = [peer.connect(server.url) for _ in range(4)]
+        for client in clients:
+            peer.wait_for((client, "upgrade"), timeout=TIMEOUT)
+        pids = {peer.call(client, "pid")[0] for client in clients}
+        assert len(pids) == WORKERS, f"clients landed on {pids}"
+        polling = peer.connect(server.url, transports=["polling"])
+        assert peer.call(polling, "shout", "from polling") == ["sent"]
+        for client in clients:
+            peer.wait_for({"client": client, "type": "event", "event": "news", "args": ["from polling"]},
+                          timeout=TIMEOUT)
+
+
+def test_a_flask_app_on_workers() -> None:
+    """``roomcast run`` of a Flask app with ``SocketIO(app, message_queue=...)``: its handlers on
+    both workers, its views too, and every HTTP response closes its connection (so that the next
+    request on it is routed by its own sid)."""
+    require_redis()
+    key = cluster_key()
+    env = {"CLUSTER_KEY": key, "REDIS_URL": REDIS_URL}
+    with WorkersServer("tests.apps.flask_cluster_app:app", WORKERS, env) as srv:
+        wait_for_nodes(key, WORKERS)
+        clients = [python_client(srv, ["polling"] if i % 2 else None) for i in range(6)]
+        try:
+            assert len({client.call("pid", timeout=TIMEOUT) for client in clients}) == WORKERS
+            assert clients[1].call("shout", "hello flask", timeout=TIMEOUT) == "sent"
+            for client in clients:
+                wait_until(lambda c=client: "hello flask" in c.news, "the broadcast on every worker")
+        finally:
+            for client in clients:
+                client.disconnect()
+        response = httpx.get(f"{srv.url}/health", timeout=TIMEOUT)
+        assert response.text == "flask"
+        assert response.headers["connection"] == "close"
+
+
+def test_a_dead_worker_is_replaced(server: WorkersServer) -> None:
+    clients = [python_client(server, ["websocket"]) for _ in range(4)]
+    try:
+        by_pid: dict[int, list[roomcast.Client]] = {}
+        for client in clients:
+            by_pid.setdefault(client.call("pid", timeout=TIMEOUT), []).append(client)
+        assert len(by_pid) == WORKERS
+        victim, survivor = sorted(by_pid)
+        os.kill(victim, signal.SIGKILL)
+        for client in by_pid[survivor]:  # the other worker's clients go on
+            assert client.call("pid", timeout=TIMEOUT) == survivor
+        seen: set[int] = set()
+
+        def replaced() -> bool:
+            fresh = python_client(server, ["polling"])
+            try:
+                seen.add(fresh.call("pid", timeout=TIMEOUT))
+            finally:
+                fresh.disconnect()
+            return len(seen - {victim, survivor}) > 0
+
+        wait_until(replaced, "a new worker in place of the killed one", timeout=20)
+        assert victim not in seen
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+def test_sigterm_stops_the_workers() -> None:
+    require_redis()
+    key = cluster_key()
+    srv = WorkersServer("tests.apps.cluster_app:app", WORKERS, {"CLUSTER_KEY": key, "REDIS_URL": REDIS_URL})
+    with srv:
+        wait_for_nodes(key, WORKERS)
+        clients = [python_client(srv, ["websocket"]) for _ in range(4)]
+        try:
+            workers = {client.call("pid", timeout=TIMEOUT) for client in clients}
+            assert len(workers) == WORKERS
+            srv.stop()
+            assert srv.returncode == 0
+            for pid in workers:
+                wait_until(lambda p=pid: not _alive(p), f"worker {pid} to exit")
+            for client in clients:  # told by their worker as it shut down
+                wait_until(lambda c=client: not c.connected, "the clients to be disconnected")
+        finally:
+            for client in clients:
+                client.disconnect()
+
+
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    """Workers live in sessions of their own (a terminal's Ctrl+C reaches the supervisor alone), so
+    a supervisor killed outright must not leave them running: their channel closes and they stop."""
+    require_redis()
+    key = cluster_key()
+    with WorkersServer("tests.apps.cluster_app:app", WORKERS, {"CLUSTER_KEY": key, "REDIS_URL": REDIS_URL}) as srv:
+        wait_for_nodes(key, WORKERS)
+        clients = [python_client(srv, ["websocket"]) for _ in range(4)]
+        try:
+            workers = {client.call("pid", timeout=TIMEOUT) for client in clients}
+            assert len(workers) == WORKERS
+            srv.stop(kill=True)
+            for pid in workers:
+                wait_until(lambda p=pid: not _alive(p), f"worker {pid} to exit", timeout=15)
+        finally:
+            for client in clients:
+                client.disconnect()
+
+
+def test_workers_without_a_message_queue_warn() -> None:
+    with WorkersServer("tests.apps.interop_app:app", WORKERS, {}) as srv:
+        wait_until(lambda: "without a message queue" in srv.log_text(), "the warning")
+        client = python_client(srv, ["polling"])
+        try:
+            assert client.connected
+        finally:
+            client.disconnect()
+
+
+def test_an_app_that_fails_to_load_stops_the_supervisor() -> None:
+    """Workers that die as they start are restarted twice, then ``roomcast`` gives up with status 1
+    instead of restarting them forever."""
+    port = free_port()
+    argv = [sys.executable, "-m", "roomcast", "run", "tests.apps.no_such_module:app", "--host", HOST,
+            "--port", str(port), "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": _python_path_for_children()}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "failed 3 times in a row as it started" in done.stderr
+    assert "No module named 'tests.apps.no_such_module'" in done.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
