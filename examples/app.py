@@ -10,7 +10,8 @@ every client when one connects or leaves (``presence``). Open the page with ``?t
 keep the client on HTTP long-polling, as a browser without WebSocket would.
 
 Run it with ``python examples/demo.py`` (what ``make demo`` does), ``uvicorn app:asgi_app`` from this
-directory, or ``flask --app examples/app.py run``.
+directory, ``flask --app examples/app.py run``, or with several processes through Redis:
+``MESSAGE_QUEUE=redis://127.0.0.1:6379/0 roomcast run examples/app.py:app --workers 4``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ MAX_UPLOAD_BYTES = 512 * 1024
 app = Flask(__name__)
 # A fixed key is fine for a local demo; a real app reads its secret from the environment.
 app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "roomcast-demo-not-secret")
-socketio = SocketIO(app)
+# With MESSAGE_QUEUE set (redis://127.0.0.1:6379/0), several processes serve it as one:
+# ``MESSAGE_QUEUE=redis://127.0.0.1:6379/0 roomcast run examples/app.py:app --workers 4``.
+socketio = SocketIO(app, message_queue=os.environ.get("MESSAGE_QUEUE"),
+                    channel=os.environ.get("MESSAGE_QUEUE_CHANNEL"))
 #: For ``uvicorn app:asgi_app`` (or ``gunicorn -k uvicorn.workers.UvicornWorker app:asgi_app``).
 asgi_app = socketio.asgi_app
 
