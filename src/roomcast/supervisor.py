@@ -135,7 +135,8 @@ class Supervisor:
         self._stopping = False
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._peeking: set[socket.socket] = set()
+        #: Connections whose request line is awaited, each with the timer of its deadline.
+        self._peeking: dict[socket.socket, asyncio.TimerHandle] = {}
         self._stop: asyncio.Future[None] | None = None
         #: Set when a worker kept failing at startup: the exit status is then 1.
         self.failed = False
@@ -238,17 +239,28 @@ class Supervisor:
         if time.monotonic() > deadline:
             self._hand_on(conn, None)
             return
-        if head is None:  # nothing yet: wait until readable
-            self._peeking.add(conn)
+        if head is None:  # nothing yet: wait until readable, or the deadline
+            self._peeking[conn] = self._loop.call_later(deadline - time.monotonic(), self._expire, conn)
             self._loop.add_reader(conn.fileno(), self._readable, conn, deadline)
         else:  # part of a line: peeking again at once would spin, so look again shortly
             self._loop.call_later(0.005, self._peek, conn, deadline)
 
-    def _readable(self, conn: socket.socket, deadline: float) -> None:
+    def _unwatch(self, conn: socket.socket) -> None:
         assert self._loop is not None
         self._loop.remove_reader(conn.fileno())
-        self._peeking.discard(conn)
+        timer = self._peeking.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _readable(self, conn: socket.socket, deadline: float) -> None:
+        self._unwatch(conn)
         self._peek(conn, deadline)
+
+    def _expire(self, conn: socket.socket) -> None:
+        """A connection that sent nothing by its deadline goes to the next worker, whose server
+        deals with it as with any idle connection: the supervisor holds nothing for long."""
+        self._unwatch(conn)
+        self._hand_on(conn, None)
 
     def _hand_on(self, conn: socket.socket, index: int | None) -> None:
         """Pass ``conn`` to worker ``index``, or the next live one when it names none or a dead one
@@ -305,7 +317,7 @@ class Supervisor:
             loop.remove_reader(self._listener.fileno())
             self._listener.close()
             for conn in list(self._peeking):
-                loop.remove_reader(conn.fileno())
+                self._unwatch(conn)
                 conn.close()
             await self._stop_workers()
         return 1 if self.failed else 0

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,6 +139,32 @@ def test_a_flask_app_on_workers() -> None:
         response = httpx.get(f"{srv.url}/health", timeout=TIMEOUT)
         assert response.text == "flask"
         assert response.headers["connection"] == "close"
+
+
+def test_slow_and_silent_connections_hold_nothing_up(server: WorkersServer) -> None:
+    """A connection whose request line comes in pieces is routed once it is whole; one that sends
+    nothing is handed on after the supervisor's deadline (5 s), and neither delays anyone else."""
+    assert server.proc is not None
+    fds = Path(f"/proc/{server.proc.pid}/fd")
+    baseline = len(list(fds.iterdir()))
+    with socket.create_connection((HOST, server.port), timeout=TIMEOUT) as silent, \
+            socket.create_connection((HOST, server.port), timeout=TIMEOUT) as slow:
+        slow.sendall(b"GET /socket.io/?EIO=4&transport=polling&sid=")
+        client = python_client(server, ["polling"])  # served meanwhile
+        try:
+            assert client.call("pid", timeout=TIMEOUT) > 0
+        finally:
+            client.disconnect()
+        slow.sendall(b"1.no-such-session HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b"}" not in reply:
+            chunk = slow.recv(4096)
+            assert chunk, f"closed after {reply!r}"
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400") and b'"Session ID unknown"' in reply
+        wait_until(lambda: len(list(fds.iterdir())) <= baseline, "the silent connection to be handed on",
+                   timeout=15)
+        assert silent.fileno() >= 0
 
 
 def test_a_dead_worker_is_replaced(server: WorkersServer) -> None:
