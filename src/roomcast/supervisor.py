@@ -14,9 +14,11 @@ Here the supervisor process itself is that front, for one machine:
   session, a page, any other request), to the next worker in turn;
 - each worker serves the connections it is handed with uvicorn, as ``roomcast run`` does; its
   session ids start with its index (``"2.Xw..."``), which is how the supervisor routes them;
-- in this mode long-polling responses close their connection (``connection: close``), so that each
-  polling request is routed by its own ``sid``: a browser may reuse a kept-alive connection for
-  another tab's session. A WebSocket, once routed, stays with its worker.
+- a worker closes the connection of a request that named no session (the next request on it may
+  be any worker's), and answers a request for another worker's session, which a browser may send
+  on a connection kept alive for another tab, with a 307 to the same URL and a close (see
+  ``EngineIOApp._route_in_worker``). A session's own connections stay alive; a WebSocket, once
+  routed, stays with its worker.
 
 The supervisor restarts a worker that dies (its sessions are gone: their clients reconnect, and the
 new sessions are routed to a live worker), and passes SIGINT/SIGTERM on to the workers, which close

@@ -3,9 +3,9 @@ message queue on the real Redis: what a browser does (a page, its script, a long
 polls and posts on whatever connections it likes, the upgrade to WebSocket) must reach the worker
 holding the page's session, and a broadcast must reach pages of both workers.
 
-Forced long-polling is the hard case: every request is a connection of its own (workers close each
-HTTP response's connection), so a page that keeps working has had every poll and post routed by
-its sid.
+Forced long-polling is the hard case: the page, its script and the handshake come on connections
+that workers close after one response (they name no session), and every poll and post must then
+reach the worker of the page's session.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ upgrade, and WebSocket only. A worker killed mid-run is replaced, and SIGTERM st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -120,8 +121,8 @@ def test_the_official_client_upgrades_on_its_own_worker(server: WorkersServer) -
 
 def test_a_flask_app_on_workers() -> None:
     """``roomcast run`` of a Flask app with ``SocketIO(app, message_queue=...)``: its handlers on
-    both workers, its views too, and every HTTP response closes its connection (so that the next
-    request on it is routed by its own sid)."""
+    both workers, its views too, whose responses close their connection (a page names no session:
+    the next request on its connection may belong to another worker)."""
     require_redis()
     key = cluster_key()
     env = {"CLUSTER_KEY": key, "REDIS_URL": REDIS_URL}
@@ -139,6 +140,51 @@ def test_a_flask_app_on_workers() -> None:
         response = httpx.get(f"{srv.url}/health", timeout=TIMEOUT)
         assert response.text == "flask"
         assert response.headers["connection"] == "close"
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (framed by content-length) from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(4096)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_request_on_another_workers_connection_is_redirected(server: WorkersServer) -> None:
+    """A browser may send a request for its session on a connection kept alive for another tab's
+    session, on another worker: that worker answers 307 to the same URL and closes the connection,
+    and the repeated request (a POST with its body) reaches the session's worker."""
+    sid = ""
+    for _ in range(2 * WORKERS):  # new sessions go to the workers in turn
+        opened = httpx.get(f"{server.url}/socket.io/?EIO=4&transport=polling", timeout=TIMEOUT)
+        assert opened.headers["connection"] == "close"  # (no session named: never kept alive)
+        sid = json.loads(opened.text[1:])["sid"]
+        if sid.startswith("1."):
+            break
+    assert sid.startswith("1."), sid
+    with socket.create_connection((HOST, server.port), timeout=TIMEOUT) as conn:
+        # The connection is routed by its first request, for a session of worker 0...
+        conn.sendall(b"GET /socket.io/?EIO=4&transport=polling&sid=0.gone HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = read_response(conn)
+        assert status == 400 and b"Session ID unknown" in body and headers.get("connection") != "close"
+        # ...then carries worker 1's session, with a Socket.IO CONNECT in a POST.
+        path = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                     f"Content-Length: 2\r\n\r\n40".encode())
+        status, headers, _ = read_response(conn)
+        assert status == 307 and headers["location"] == path and headers["connection"] == "close"
+        assert conn.recv(1) == b""  # closed
+    assert httpx.post(f"{server.url}{path}", content=b"40", timeout=TIMEOUT).text == "ok"
+    reply = httpx.get(f"{server.url}{path}", timeout=TIMEOUT)
+    assert reply.status_code == 200 and reply.text.startswith("40{"), reply.text  # the CONNECT arrived
+    assert reply.headers.get("connection") != "close"  # a request of the worker's own session: kept alive
 
 
 def test_slow_and_silent_connections_hold_nothing_up(server: WorkersServer) -> None:

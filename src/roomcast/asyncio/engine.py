@@ -328,9 +328,8 @@ class EngineIOApp:
         self.config = config
         self.core = EngineCore(config)
         self.core.sid_prefix = sid_prefix()
-        #: Under ``roomcast run --workers N`` every HTTP response closes its connection, so that the
-        #: supervisor routes each request by the session it names (see :mod:`roomcast.supervisor`).
-        self._close_http = worker_index() is not None
+        #: Under ``roomcast run --workers N``: this worker's sid prefix (see :meth:`_route_in_worker`).
+        self._worker_prefix = self.core.sid_prefix if worker_index() is not None else None
         self.path = "/" + path.strip("/")
         self.other_asgi_app = other_asgi_app
         self.connections: dict[str, Connection] = {}
@@ -359,8 +358,6 @@ class EngineIOApp:
             await self._lifespan(scope, receive, send)
             return
         self._bind_loop()
-        if self._close_http and kind == "http":
-            send = _closing(send)
         path = relative_path(scope)
         if path.rstrip("/") == self.path:
             if kind == "http":
@@ -369,6 +366,8 @@ class EngineIOApp:
             if kind == "websocket":
                 await self._serve_websocket(scope, receive, send)
                 return
+        if self._worker_prefix is not None and kind == "http":
+            send = _closing(send)  # (no session named: the supervisor chose this worker at random)
         if self.other_asgi_app is not None:
             await self.other_asgi_app(scope, receive, send)
         elif kind == "http":
@@ -528,6 +527,11 @@ class EngineIOApp:
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = self._request(scope, websocket=False)
+        if self._worker_prefix is not None:
+            routed = await self._route_in_worker(scope, request, send)
+            if routed is None:
+                return
+            send = routed
         decision = self.core.check(request)
         if isinstance(decision, Rejected):
             await self._reject_http(send, request, decision)
@@ -560,6 +564,27 @@ class EngineIOApp:
             await self._poll(conn, request, receive, send)
         elif isinstance(decision, Post):
             await self._post(conn, request, receive, send)
+
+    async def _route_in_worker(self, scope: Scope, request: Request, send: Send) -> Send | None:
+        """Under ``roomcast run --workers N``, where the supervisor routes each connection by the sid
+        of its first request: the ``send`` to answer ``request`` with, or None once it was answered.
+
+        A request that names no session was sent to this worker in turn, so its response closes the
+        connection (the next request on it may belong to any worker). One that names another
+        worker's session came on a connection kept alive for a session of this worker: a browser
+        shares its connections among its tabs. It gets a 307 to the same URL, closing the
+        connection, and the browser repeats it (a POST with its body) on a connection of its owner.
+        """
+        sid = request.query.get("sid")
+        if sid is None:
+            return _closing(send)
+        if sid.startswith(self._worker_prefix or ""):
+            return send
+        target = scope.get("root_path", "") + scope.get("path", "/")
+        query = scope.get("query_string", b"").decode("latin-1")
+        response = Response(status=307, headers=[("location", f"{target}?{query}"), ("connection", "close")])
+        await self._respond_error(send, request, response)
+        return None
 
     async def _reject_http(self, send: Send, request: Request, decision: Rejected) -> None:
         if decision.log:
