@@ -390,6 +390,8 @@ class AsyncServer:
             client_manager.attach(self)
         #: (namespace key, event) -> handler of events other servers emit (:meth:`on_server_event`).
         self.server_handlers: dict[tuple[str, str], Callable[..., Any]] = {}
+        #: Connection middlewares, in the order registered: (namespace key, function) (:meth:`use`).
+        self.middlewares: list[tuple[NamespaceKey, Callable[..., Any]]] = []
 
     # -- registration -----------------------------------------------------------------------------
 
@@ -410,6 +412,25 @@ class AsyncServer:
             return fn
 
         return register(handler) if handler is not None else register
+
+    def use(self, middleware: Callable[..., Any] | None = None, namespace: NamespaceKey = None) -> Any:
+        """Register a connection middleware for ``namespace`` (default '/'; ``'*'`` for every
+        namespace), as Node's ``io.use()`` and ``io.of(name).use()``; usable as a decorator.
+
+        Before a client's connection to the namespace is accepted (and before its ``connect``
+        handler runs), each middleware is called in the order registered with ``(sid, environ,
+        auth)`` (or fewer arguments, as it declares); plain functions run on a worker thread. To
+        refuse the connection it raises :class:`roomcast.ConnectionRefusedError` (the client's
+        ``connect_error`` gets its message and data) or returns False; any other exception refuses
+        it too, as ``"Internal server error"``, and is logged. The rest are then not called.
+        """
+        key = namespace or "/"
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.middlewares.append((key, fn))
+            return fn
+
+        return register(middleware) if middleware is not None else register
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function (``@sio.event``)."""
@@ -855,6 +876,10 @@ class AsyncServer:
         """Start a connect or disconnect item's handler; True if it is done already (see
         :meth:`_run_event`)."""
         fn, args, finish = self._prepare(socket, item)
+        if item[0] == "connect" and self.middlewares:
+            chain = [mw for key, mw in self.middlewares if key == "*" or key == socket.key or key == socket.namespace]
+            if chain:
+                return self._run_coroutine(socket, self._connect_through(socket, chain, fn, args, finish), chained)
         if fn is not None:
             if not _is_async(fn):
                 self.workers.submit(self._run_in_thread, self._thread_done, fn, args, socket, finish, chained)
@@ -924,6 +949,31 @@ class AsyncServer:
         if ok or isinstance(value, Exception):
             self._event_done(socket, name, ack_id, ok, value)
         self._next(socket)
+
+    async def _connect_through(
+        self, socket: Socket, chain: list[Callable[..., Any]], fn: Any, args: tuple[Any, ...], finish: Any
+    ) -> None:
+        """A connection's middlewares (:meth:`use`), then its ``connect`` handler; the first that
+        refuses ends it (``finish`` reports the outcome, as for the handler alone)."""
+        lead = (socket.sid, socket.conn.environ, socket.auth)
+        for middleware in chain:
+            try:
+                verdict = await self._invoke(middleware, self._call_args(middleware, lead))
+            except Exception as exc:
+                finish(False, exc)
+                return
+            if verdict is False:
+                finish(False, ConnectionRefusedError("Connection rejected by server"))
+                return
+        if fn is None:
+            finish(True, None)
+            return
+        try:
+            value = await self._invoke(fn, args)
+        except Exception as exc:
+            finish(False, exc)
+            return
+        finish(True, value)
 
     def _submit_batch_soon(self, size: int, passes: int) -> None:
         """Submit the batch once a pass of the loop has added nothing to it (or after ``passes``
