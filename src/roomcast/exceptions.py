@@ -7,7 +7,7 @@
      │    └── PayloadTooLarge     ... or more than the configured limit
      ├── ConnectionRefusedError   a connect handler refuses a client (message and data go to it)
      ├── ConnectionError          a client could not connect, or lost its connection
-     ├── TimeoutError             a ``call()`` got no acknowledgement in time
+     ├── TimeoutError             a ``call()`` (``emit_with_ack()``) got no (not every) ack in time
      ├── DisconnectedError        an operation needs a connected socket and it is gone
      └── BadNamespaceError        a namespace is not connected (client side)
 
@@ -77,7 +77,12 @@ class ConnectionError(RoomcastError, builtins.ConnectionError):
 
 
 class TimeoutError(RoomcastError, builtins.TimeoutError):
-    """A ``call()`` received no acknowledgement within its timeout."""
+    """A ``call()`` received no acknowledgement within its timeout, or an ``emit_with_ack()`` not
+    every one: ``responses`` holds those that came."""
+
+    def __init__(self, *args: Any, responses: list[Any] | None = None) -> None:
+        super().__init__(*args)
+        self.responses: list[Any] = list(responses or ())
 
 
 class DisconnectedError(RoomcastError):

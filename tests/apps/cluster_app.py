@@ -147,6 +147,12 @@ async def ask_room(sid: str, room: str, payload: Any) -> str:
     return "asked"
 
 
+@sio.on("ask_all")
+async def ask_all(sid: str, room: str, payload: Any) -> list[Any]:
+    """Emit ``question`` to a room (on every server) and answer with every member's answer."""
+    return sorted(await sio.emit_with_ack("question", payload, to=room, timeout=5), key=str)
+
+
 @sio.on("servers_ping")
 async def servers_ping(sid: str) -> list[Any]:
     return sorted(await sio.server_side_emit_with_ack("ping", NAME), key=str)

@@ -218,6 +218,10 @@ def test_calls_and_acknowledgements_cross_servers(peers: Callable[..., Peer]) ->
     assert a.call("ask_room", "quiz", "q1") == "asked"
     # one answer per member, from whichever server it is on, in the order the acks came back
     assert a.wait_for_all([("answer", [{"answer": "q1", "by": peer.sid}]) for peer in (a, b, c)]) == []
+    # gathered into one list on the asking server (emit_with_ack), across the cluster
+    expected = sorted(({"answer": "q2", "by": peer.sid} for peer in (a, b, c)), key=str)
+    assert b.call("ask_all", "quiz", "q2") == expected
+    assert c.call("ask_all", "nobody-in-it", "q3") == []
 
 
 def test_server_side_emit_is_answered_by_every_other_server(peers: Callable[..., Peer]) -> None:

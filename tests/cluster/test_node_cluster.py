@@ -298,6 +298,18 @@ def test_ask_a_room_spanning_both_servers(peer: NodePeer, connect: Connect, side
 
 
 @pytest.mark.parametrize("side", SERVERS)
+def test_gather_the_answers_of_a_room_spanning_both_servers(peer: NodePeer, connect: Connect, side: str) -> None:
+    """Roomcast's emit_with_ack and Node's emitWithAck, each gathering acks from both servers."""
+    asker, members = connect(side), [connect("roomcast"), connect("node")]
+    room, payload = fresh("ask-all"), fresh("question")
+    for sock in members:
+        assert sock.call("join", room) == "joined"
+        peer.auto_reply(sock.id, "question", {"answer": payload, "by": sock.sid})
+    answers = asker.call("ask_all", room, payload)
+    assert sorted(answers, key=str) == sorted(({"answer": payload, "by": m.sid} for m in members), key=str)
+
+
+@pytest.mark.parametrize("side", SERVERS)
 def test_server_side_emit_with_ack(connect: Connect, side: str) -> None:
     asker = connect(side)
     assert asker.call("servers_ping") == [f"pong from {other(side)} to {side}"]

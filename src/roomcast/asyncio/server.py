@@ -257,7 +257,7 @@ class Socket:
             oldest = next(iter(acks))
             dropped = acks.pop(oldest)
             self.acks_dropped += 1
-            if isinstance(dropped, _AckWaiter):
+            if isinstance(dropped, (_AckWaiter, _GatheredAck)):
                 dropped.fail(TimeoutError(f"acknowledgement dropped: more than {limit} pending (max_pending_acks)"))
             if self.acks_dropped == 1:
                 logger.info(
@@ -284,6 +284,52 @@ class _AckWaiter:
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
+
+
+class _AckGatherer:
+    """The acknowledgements of one :meth:`AsyncServer.emit_with_ack`: the first argument of each
+    (as Node keeps it), until every recipient counted so far has answered and every other server
+    of the cluster has said how many recipients it has."""
+
+    __slots__ = ("future", "responses", "expected", "nodes_left")
+
+    def __init__(self, future: asyncio.Future[list[Any]]) -> None:
+        self.future = future
+        self.responses: list[Any] = []
+        self.expected = 0
+        self.nodes_left = 0
+
+    def answered(self, *args: Any) -> None:
+        if not self.future.done():  # (late ones, past the timeout or the end, are dropped)
+            self.responses.append(args[0] if args else None)
+            self.check()
+
+    def counted(self, count: int) -> None:
+        """Another server emitted to ``count`` recipients of its own."""
+        self.expected += count
+        self.nodes_left -= 1
+        self.check()
+
+    def check(self) -> None:
+        if self.nodes_left <= 0 and len(self.responses) >= self.expected and not self.future.done():
+            self.future.set_result(self.responses)
+
+
+class _GatheredAck:
+    """One local recipient's ack callback for an :class:`_AckGatherer`; a recipient that can no
+    longer answer (it disconnected, or its acks overflowed) stops being waited for."""
+
+    __slots__ = ("gatherer",)
+
+    def __init__(self, gatherer: _AckGatherer) -> None:
+        self.gatherer = gatherer
+
+    def __call__(self, *args: Any) -> None:
+        self.gatherer.answered(*args)
+
+    def fail(self, exc: BaseException) -> None:
+        self.gatherer.expected -= 1
+        self.gatherer.check()
 
 
 class _ConnState:
@@ -693,7 +739,7 @@ class AsyncServer:
             self._save_session(socket)
         self.rooms_table.leave_all(socket.namespace, socket.sid)
         for callback in socket.acks.values():  # a call() waiting for an ack that can no longer come
-            if isinstance(callback, _AckWaiter):
+            if isinstance(callback, (_AckWaiter, _GatheredAck)):
                 callback.fail(DisconnectedError(f"client {socket.sid} disconnected ({reason})"))
         socket.acks.clear()
         if was_connected:
@@ -1396,6 +1442,63 @@ class AsyncServer:
             raise TimeoutError(f"no acknowledgement of {event!r} within {timeout} s") from None
         return call_result(args)
 
+    async def emit_with_ack(
+        self,
+        event: str,
+        data: Any = None,
+        to: Any = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        namespace: str | None = None,
+        exclude_rooms: Any = None,
+        timeout: float = 60,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Emit to every recipient (everyone, or ``to``/``room``, less ``skip_sid`` and
+        ``exclude_rooms``, on every server of a cluster) and wait for all their acknowledgements:
+        Node's ``io.timeout(ms).emitWithAck()``.
+
+        Returns the first argument of each recipient's acknowledgement, in the order they came (an
+        empty list when nobody was emitted to). A recipient of this server that disconnects before
+        answering is no longer waited for. Raises :class:`roomcast.TimeoutError` when some have not
+        answered within ``timeout`` seconds; its ``responses`` holds those that did.
+        """
+        if to is None:
+            to = room
+        namespace = namespace or "/"
+        args = data_args(data)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        gatherer = _AckGatherer(future)
+        manager = self.manager
+        if manager is not None and not manager.all_local(as_rooms(to)):
+            # Counted before anything is sent: an answer must not find the count still unknown.
+            gatherer.nodes_left = await manager.other_nodes(namespace)
+        sent: list[tuple[Socket, int]] = []
+        excluded = as_rooms(skip_sid) + as_rooms(exclude_rooms) or None
+        for sid in self._recipients(namespace, to, None, excluded):
+            socket = self.sockets.get(sid)
+            if socket is None or not socket.connected:
+                continue
+            ack_id = socket.add_ack(_GatheredAck(gatherer), self.max_pending_acks)
+            gatherer.expected += 1
+            socket.deliver(_engine_packets(encode_event(namespace, event, args, ack_id, self.serializer)))
+            sent.append((socket, ack_id))
+        if gatherer.nodes_left:
+            self._emit_with_remote_acks(
+                namespace, event, args, to, skip_sid, exclude_rooms, gatherer.answered, timeout, gatherer.counted
+            )
+        gatherer.check()
+        try:
+            return list(await asyncio.wait_for(future, timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"only {len(gatherer.responses)} acknowledgements of {event!r} within {timeout} s",
+                responses=gatherer.responses,
+            ) from None
+        finally:
+            for socket, ack_id in sent:
+                socket.acks.pop(ack_id, None)
+
     async def _remote_call(self, event: str, data: Any, sid: str, namespace: str, timeout: float) -> Any:
         """:meth:`call` for a sid that is not here: through the servers of the cluster."""
         manager = self.manager
@@ -1765,6 +1868,13 @@ class AsyncNamespace:
                    namespace: str | None = None, timeout: float = 60, **kwargs: Any) -> Any:
         return await self._srv().call(event, data, to=to, sid=sid, namespace=namespace or self.namespace,
                                       timeout=timeout)
+
+    async def emit_with_ack(self, event: str, data: Any = None, to: Any = None, room: Any = None,
+                            skip_sid: Any = None, namespace: str | None = None, exclude_rooms: Any = None,
+                            timeout: float = 60, **kwargs: Any) -> list[Any]:
+        return await self._srv().emit_with_ack(event, data, to=to, room=room, skip_sid=skip_sid,
+                                               namespace=namespace or self.namespace,
+                                               exclude_rooms=exclude_rooms, timeout=timeout)
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         await self._srv().enter_room(sid, room, namespace or self.namespace)

@@ -86,6 +86,8 @@ async function main() {
       });
       return "asked";
     });
+    // Every member's answer, gathered (as Roomcast's sio.emit_with_ack).
+    handle(socket, "ask_all", (room, payload) => io.timeout(5000).to(room).emitWithAck("question", payload));
     handle(socket, "servers_ping", async () => (await io.serverSideEmitWithAck("ping", NAME)).sort());
   });
 
