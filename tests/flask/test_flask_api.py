@@ -464,6 +464,37 @@ def test_disconnect_from_the_client_and_from_the_server(app: Flask) -> None:
     assert b.is_connected()
 
 
+def test_the_disconnect_handler_still_sees_its_rooms(app: Flask) -> None:
+    """As in Flask-SocketIO: a disconnect handler can tell the rooms of the client that left."""
+    socketio = SocketIO(app)
+
+    @socketio.on("join")
+    def on_join(room: str) -> None:
+        join_room(room)
+
+    @socketio.on("disconnect")
+    def on_disconnect() -> None:
+        for room in rooms():
+            if room != request.sid:  # type: ignore[attr-defined]
+                emit("left", {"room": room, "sid": request.sid}, to=room)  # type: ignore[attr-defined]
+
+    stays, leaves = socketio.test_client(app), socketio.test_client(app)
+    for client in (stays, leaves):
+        client.emit("join", "lobby")
+    stays.get_received()
+    sid = leaves.sids["/"]
+    leaves.disconnect()
+    assert [item["args"] for item in stays.get_received() if item["name"] == "left"] == [
+        [{"room": "lobby", "sid": sid}]
+    ]
+    assert rooms_of(socketio, "lobby") == {stays.sids["/"]}  # and then it left them
+
+
+def rooms_of(socketio: SocketIO, room: str) -> set[str]:
+    assert socketio.server is not None
+    return set(socketio.server.rooms_table.room("/", room))
+
+
 # -- class-based namespaces ------------------------------------------------------------------------
 
 

@@ -412,6 +412,9 @@ class AsyncServer:
         self.allowed_namespaces = namespaces
         self.rooms_table = Rooms()
         self.sockets: dict[str, Socket] = {}
+        #: Sockets that left, until their ``disconnect`` handler is done: it still finds their
+        #: rooms, session and environ, as in python-socketio (see :meth:`_socket_gone`).
+        self._departing: dict[str, Socket] = {}
         #: The threads plain ``def`` handlers (and plain background tasks) run on.
         self.workers = Workers(handler_threads)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -737,14 +740,17 @@ class AsyncServer:
         socket.held = None
         if was_connected and self._recovery is not None and reason in RECOVERABLE_REASONS:
             self._save_session(socket)
-        self.rooms_table.leave_all(socket.namespace, socket.sid)
         for callback in socket.acks.values():  # a call() waiting for an ack that can no longer come
             if isinstance(callback, (_AckWaiter, _GatheredAck)):
                 callback.fail(DisconnectedError(f"client {socket.sid} disconnected ({reason})"))
         socket.acks.clear()
         if was_connected:
+            # It stays in its rooms (receiving nothing: it is out of ``sockets``) until its disconnect
+            # handler is done, which may want to tell them (see _idle).
+            self._departing[socket.sid] = socket
             self._enqueue(socket, ("disconnect", reason))
         else:
+            self.rooms_table.leave_all(socket.namespace, socket.sid)
             socket.queue.clear()
 
     # -- connection state recovery (docs/recovery.md; the state lives in socketio/recovery.py) ---------
@@ -1148,6 +1154,10 @@ class AsyncServer:
 
     def _idle(self, socket: Socket) -> None:
         socket.running = False
+        if not socket.connected and self._departing.get(socket.sid) is socket:  # its disconnect handler is done
+            del self._departing[socket.sid]
+            if socket.sid not in self.sockets:  # (not taken over by a recovered connection meanwhile)
+                self.rooms_table.leave_all(socket.namespace, socket.sid)
         if socket.host is not None and socket.sid not in self.sockets:  # gone, and its handlers done
             socket.host.stop()
             socket.host = None
@@ -1531,7 +1541,7 @@ class AsyncServer:
     # -- rooms and sessions -----------------------------------------------------------------------
 
     def _socket(self, sid: str, namespace: str | None = None) -> Socket:
-        socket = self.sockets.get(sid)
+        socket = self.sockets.get(sid) or self._departing.get(sid)
         if socket is None:
             raise KeyError(f"no client with sid {sid!r}")
         return socket
@@ -1739,7 +1749,7 @@ class AsyncServer:
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
         """The rooms ``sid`` is in (its own sid room included)."""
-        socket = self.sockets.get(sid)
+        socket = self.sockets.get(sid) or self._departing.get(sid)
         return self.rooms_table.rooms_of(socket.namespace if socket else (namespace or "/"), sid)
 
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
@@ -1758,7 +1768,7 @@ class AsyncServer:
         yield self._socket(sid).session
 
     def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
-        socket = self.sockets.get(sid)
+        socket = self.sockets.get(sid) or self._departing.get(sid)
         return socket.conn.environ if socket is not None else None
 
     def transport(self, sid: str, namespace: str | None = None) -> str:
