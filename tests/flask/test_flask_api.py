@@ -495,6 +495,35 @@ def rooms_of(socketio: SocketIO, room: str) -> set[str]:
     return set(socketio.server.rooms_table.room("/", room))
 
 
+def test_middlewares_run_in_the_flask_contexts_before_connect(app: Flask) -> None:
+    socketio = SocketIO(app)
+    calls: list[Any] = []
+
+    @socketio.use
+    def authenticate(auth: Any) -> Any:
+        calls.append(("authenticate", request.sid, request.namespace, current_app.name))  # type: ignore[attr-defined]
+        if (auth or {}).get("token") != "ok":
+            raise ConnectionRefusedError("not authorized")
+        return None
+
+    @socketio.use(namespace="*")
+    def everywhere() -> None:
+        calls.append(("everywhere", request.namespace))  # type: ignore[attr-defined]
+
+    @socketio.on("connect")
+    def on_connect(auth: Any) -> None:
+        calls.append(("connect", request.sid))  # type: ignore[attr-defined]
+
+    refused = socketio.test_client(app, auth={"token": "no"})
+    assert not refused.is_connected()
+    assert [c[0] for c in calls] == ["authenticate"]
+    calls.clear()
+    client = socketio.test_client(app, auth={"token": "ok"})
+    assert client.is_connected()
+    sid = client.sids["/"]
+    assert calls == [("authenticate", sid, "/", app.name), ("everywhere", "/"), ("connect", sid)]
+
+
 # -- class-based namespaces ------------------------------------------------------------------------
 
 

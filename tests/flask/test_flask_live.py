@@ -13,7 +13,7 @@ pytest.importorskip("a2wsgi", reason="the Flask facade needs a2wsgi: install the
 
 from flask import Flask, request
 
-from roomcast import SocketIO, call, emit
+from roomcast import SocketIO, call, emit, join_room
 from tests.flask.conftest import LiveServer, wait_until
 
 pytest.importorskip("socketio", reason="needs python-socketio's client: install the test extras")
@@ -92,6 +92,31 @@ def test_call_callbacks_and_emits_from_views_over_real_sockets(
     response = httpx.get(server.url + "/announce", timeout=5)
     assert response.text == "sent"
     recorder.wait_for("from_view", {"via": "http"})
+
+
+def test_emit_with_ack_gathers_the_answers_of_a_room(app: Flask, live: Any, clients: list[Any]) -> None:
+    """``socketio.emit_with_ack`` from a handler thread: every member's answer in one list."""
+    socketio = SocketIO(app)
+
+    @socketio.on("join")
+    def join(room: str) -> str:
+        join_room(room)
+        return "joined"
+
+    @socketio.on("ask_room")
+    def ask_room(room: str) -> list[Any]:
+        return sorted(socketio.emit_with_ack("question", room, to=room, timeout=5), key=str)
+
+    server: LiveServer = live(socketio.asgi_app)
+    for name, room in (("ada", "red"), ("bob", "red"), ("cy", "blue")):
+        client = python_socketio.Client()
+        clients.append(client)
+        client.on("question", lambda room, name=name: {"room": room, "who": name})
+        client.connect(server.url, transports=["websocket"])
+        assert client.call("join", room, timeout=5) == "joined"
+    assert clients[2].call("ask_room", "red", timeout=10) == [
+        {"room": "red", "who": "ada"}, {"room": "red", "who": "bob"}
+    ]
 
 
 def test_a_background_thread_emits_to_real_clients(app: Flask, live: Any, clients: list[Any]) -> None:

@@ -70,6 +70,8 @@ class SocketIO:
         self.server_options: dict[str, Any] = {}
         self.app: flask.Flask | None = None
         self.handlers: list[tuple[str, Callable[..., Any], Any]] = []
+        #: Connection middlewares registered before the server exists (see :meth:`use`).
+        self._middlewares: list[tuple[Callable[..., Any], Any]] = []
         self.namespace_handlers: list[Namespace] = []
         self.exception_handlers: dict[str, Callable[[BaseException], Any]] = {}
         self.default_exception_handler: Callable[[BaseException], Any] | None = None
@@ -135,6 +137,8 @@ class SocketIO:
             self.server.asgi_app(self._flask_apps, self.path)
             for event, fn, namespace in self.handlers:
                 self.server.on(event, fn, namespace)
+            for middleware, namespace in self._middlewares:
+                self.server.use(middleware, namespace)
         if app is not None:
             if not hasattr(app, "extensions"):
                 app.extensions = {}
@@ -179,6 +183,44 @@ class SocketIO:
             return self.on(handler.__name__, *args, **kwargs)(handler)
 
         return decorator
+
+    def use(self, middleware: Callable[..., Any] | None = None, namespace: str | None = None) -> Any:
+        """Register a connection middleware for ``namespace`` (default ``'/'``, ``'*'`` for all), as
+        Node's ``io.use()``; usable as a decorator (``@socketio.use`` or ``@socketio.use(namespace=...)``).
+
+        Before a connection to the namespace is accepted, each middleware runs in the order
+        registered, before the ``connect`` handler, in the same Flask contexts (``request.sid``,
+        ``request.namespace``, the session), taking ``auth`` or nothing as a connect handler does.
+        It refuses the connection by raising ``ConnectionRefusedError`` or returning False; then the
+        rest, and the connect handler, do not run. Not in Flask-SocketIO: a Roomcast addition.
+        """
+        key = namespace or "/"
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            def flask_middleware(sid: str, environ: dict[str, Any], auth: Any) -> Any:
+                context.prepare_environ(environ, self._app_for(environ))
+                socket = self._srv().sockets.get(sid)
+                real_namespace = socket.namespace if socket is not None else key
+                try:
+                    result = context.call_in_socket_request(
+                        environ["flask.app"], environ, fn, trim_args(fn, (auth,)), self.manage_session, sid,
+                        real_namespace, "connect", (auth,),
+                    )
+                except BaseException:
+                    context.forget_socket(environ, sid)
+                    raise
+                if result is False:
+                    context.forget_socket(environ, sid)
+                return result
+
+            flask_middleware.__name__ = f"flask_{getattr(fn, '__name__', 'middleware')}"
+            if self.server is not None:
+                self.server.use(flask_middleware, key)
+            else:
+                self._middlewares.append((flask_middleware, key))
+            return fn
+
+        return register(middleware) if middleware is not None else register
 
     def on_error(self, namespace: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: the error handler of ``namespace``; it gets the exception a handler raised."""
@@ -587,6 +629,36 @@ class SocketIO:
             server.call(event, data, to=to, namespace=namespace, timeout=timeout), loop
         )
         return future.result()
+
+    def emit_with_ack(self, event: str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Emit to every recipient (everyone, or ``to``/``room``, less ``skip_sid``) and return the
+        first argument of each one's acknowledgement; blocks (Node's ``emitWithAck()`` on a
+        broadcast; see ``AsyncServer.emit_with_ack``). Raises :class:`roomcast.TimeoutError` after
+        ``timeout`` seconds (60) with the answers that came in its ``responses``. Not in
+        Flask-SocketIO: a Roomcast addition.
+        """
+        namespace = kwargs.pop("namespace", None) or "/"
+        to = kwargs.pop("to", None) or kwargs.pop("room", None)
+        skip_sid = kwargs.pop("skip_sid", None)
+        timeout = kwargs.pop("timeout", 60)
+        kwargs.pop("ignore_queue", None)
+        if kwargs:
+            raise TypeError(f"emit_with_ack() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        server = self._srv()
+        loop = server.loop
+        if loop is None:
+            return []
+        if _running_loop() is loop:
+            raise RuntimeError(
+                "emit_with_ack() blocks: in a coroutine on the server's loop, await socketio.server.emit_with_ack()"
+            )
+        values = emit_args(args)
+        data: Any = values[0] if len(values) == 1 else (tuple(values) if values else None)
+        future = asyncio.run_coroutine_threadsafe(
+            server.emit_with_ack(event, data, to=to, skip_sid=skip_sid, namespace=namespace, timeout=timeout), loop
+        )
+        result: list[Any] = future.result()
+        return result
 
     # -- rooms and clients ------------------------------------------------------------------------
 
