@@ -44,6 +44,12 @@ async def shout(sid: str, payload: Any) -> str:
     return "sent"
 
 
+@sio.on("shout_volatile")
+async def shout_volatile(sid: str, payload: Any) -> str:
+    await sio.emit("news", payload, volatile=True)
+    return "sent"
+
+
 @sio.on("shout", namespace="/chat")
 async def shout_chat(sid: str, payload: Any) -> str:
     await sio.emit("news", payload, namespace="/chat")

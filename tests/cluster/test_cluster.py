@@ -136,6 +136,10 @@ def test_broadcast_reaches_the_clients_of_every_server(peers: Callable[..., Peer
     for peer in (a, c):
         assert peer.wait_for(("news", "not to b")) == []
     marker(c, a, b)
+    # A volatile broadcast reaches every server's clients that are reading (all of these are).
+    assert c.call("shout_volatile", "volatile") == "sent"
+    for peer in (a, b, c):
+        assert peer.wait_for(("news", "volatile")) == []
 
 
 def test_binary_arguments_cross_servers(peers: Callable[..., Peer]) -> None:

@@ -524,6 +524,21 @@ def test_middlewares_run_in_the_flask_contexts_before_connect(app: Flask) -> Non
     assert calls == [("authenticate", sid, "/", app.name), ("everywhere", "/"), ("connect", sid)]
 
 
+def test_volatile_emits_reach_clients_that_can_take_them(app: Flask) -> None:
+    socketio = SocketIO(app)
+
+    @socketio.on("move")
+    def move(xy: list[int]) -> None:
+        emit("moved", xy, broadcast=True, volatile=True)
+
+    a, b = socketio.test_client(app), socketio.test_client(app)
+    a.emit("move", [1, 2])
+    for client in (a, b):
+        assert [item["args"] for item in client.get_received() if item["name"] == "moved"] == [[[1, 2]]]
+    with pytest.raises(ValueError):
+        socketio.emit("moved", [3, 4], volatile=True, callback=lambda *args: None)
+
+
 # -- class-based namespaces ------------------------------------------------------------------------
 
 

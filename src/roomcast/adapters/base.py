@@ -300,7 +300,8 @@ class PubSubManager:
                 self._dropped = 0
 
     def prepare_emit(
-        self, namespace: str, event: str, args: tuple[Any, ...], to: Any, skip_sid: Any, exclude_rooms: Any
+        self, namespace: str, event: str, args: tuple[Any, ...], to: Any, skip_sid: Any, exclude_rooms: Any,
+        volatile: bool = False,
     ) -> tuple[str, bytes] | None:
         """The channel and message of an emit for the other nodes, or None when every recipient is
         a socket of this node (sids are unique to a node). Pure: any thread may call it."""
@@ -313,6 +314,7 @@ class PubSubManager:
             data=[event, *args],
             rooms=rooms,
             except_rooms=as_rooms(skip_sid) + as_rooms(exclude_rooms),
+            flags={"volatile": True} if volatile else {},
         )
         return self.channels.broadcast(namespace, rooms), encode_broadcast(message)
 
@@ -323,9 +325,10 @@ class PubSubManager:
         return bool(rooms) and server is not None and all(room in server.sockets for room in rooms)
 
     def publish_emit(
-        self, namespace: str, event: str, args: tuple[Any, ...], to: Any, skip_sid: Any, exclude_rooms: Any
+        self, namespace: str, event: str, args: tuple[Any, ...], to: Any, skip_sid: Any, exclude_rooms: Any,
+        volatile: bool = False,
     ) -> None:
-        prepared = self.prepare_emit(namespace, event, args, to, skip_sid, exclude_rooms)
+        prepared = self.prepare_emit(namespace, event, args, to, skip_sid, exclude_rooms, volatile)
         if prepared is not None:
             self.enqueue(*prepared)
 
@@ -449,6 +452,7 @@ class PubSubManager:
             list(message.except_rooms) or None,
             None,
             local=True,
+            volatile=bool(message.flags.get("volatile")),
         )
 
     def _select(self, namespace: str, request: Request) -> list[str]:

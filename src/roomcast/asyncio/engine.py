@@ -156,6 +156,19 @@ class Connection:
         else:
             self.after()
 
+    def writable_now(self) -> bool:
+        """Whether a packet sent now goes out at once, queued behind nothing: a WebSocket the client
+        is reading, or a long-poll GET waiting for it (what a volatile emit needs, as in Node)."""
+        session = self.session
+        if not session.idle_open() or self.flushing:
+            return False
+        direct = self.direct
+        if direct is not None:
+            return bool(direct.writable_now())
+        if session.transport == "polling":
+            return session.polling_get
+        return self.ws_send is not None
+
     def _free_lane(self) -> Any:
         """The direct lane, when a packet may go out on it ahead of nothing (no queue, no flush at
         work); None otherwise."""

@@ -1248,10 +1248,23 @@ class AsyncServer:
         exclude_rooms: Any = None,
         callback: Callable[..., Any] | None = None,
         local: bool = False,
+        volatile: bool = False,
     ) -> None:
         """Emit on the loop: encode once, write the same packets to every recipient; with a cluster
         manager (and not ``local``), publish it once for the other servers too."""
         namespace = namespace or "/"
+        if volatile:
+            if callback is not None:
+                raise ValueError("a volatile emit takes no callback (some recipients may never get it)")
+            packets = _event_packets(namespace, event, args, self.serializer)
+            sockets = self.sockets
+            for sid in self._recipients(namespace, to, skip_sid, exclude_rooms):
+                socket = sockets.get(sid)
+                if socket is not None and socket.connected and socket.conn.writable_now():
+                    socket.deliver(packets)
+            if self.manager is not None and not local:
+                self.manager.publish_emit(namespace, event, args, to, skip_sid, exclude_rooms, volatile=True)
+            return
         if callback is None:
             if self._recovery is not None:
                 self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
@@ -1378,15 +1391,22 @@ class AsyncServer:
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
         exclude_rooms: Any = None,
+        volatile: bool = False,
         **kwargs: Any,
     ) -> None:
         """Emit ``event`` to one sid, a room, several rooms (``to``/``room``), or everyone.
 
         ``data`` is one argument, or a tuple of several. ``skip_sid`` (a sid or a list) and
         ``exclude_rooms`` leave recipients out. ``callback`` is called with each recipient's ack.
+        ``volatile`` (Node's ``volatile`` flag) drops the event for each recipient whose transport
+        can't take it at once (a client not reading, a long-poll with no GET waiting): for data
+        that the next event replaces, such as positions.
         """
         if to is None:
             to = room
+        if volatile:
+            self._emit(event, data_args(data), to, namespace, skip_sid, exclude_rooms, callback, volatile=True)
+            return
         if (
             type(to) is str and callback is None and skip_sid is None and exclude_rooms is None
             and self._recovery is None and self.manager is None

@@ -544,7 +544,8 @@ class SocketIO:
 
         Several arguments go as a tuple (or as several positional arguments). ``include_self=False``
         (in a handler) skips the client being handled; ``skip_sid`` skips sids. ``callback`` gets each
-        client's acknowledgement (in the emitting handler's contexts).
+        client's acknowledgement (in the emitting handler's contexts). ``volatile=True`` (a Roomcast
+        addition, Node's flag) drops the event for clients whose transport can't take it at once.
         """
         namespace = kwargs.pop("namespace", None) or "/"
         to = kwargs.pop("to", None)
@@ -554,6 +555,7 @@ class SocketIO:
         include_self = kwargs.pop("include_self", True)
         skip_sid = kwargs.pop("skip_sid", None)
         callback = kwargs.pop("callback", None)
+        volatile = kwargs.pop("volatile", False)
         for ignored in ("broadcast", "ignore_queue"):
             kwargs.pop(ignored, None)
         if kwargs:
@@ -561,6 +563,11 @@ class SocketIO:
         current = context.current_socket()
         if not include_self and not skip_sid and current is not None:
             skip_sid = current[0]
+        if volatile and self._srv().loop is not None:
+            if callback is not None:
+                raise ValueError("a volatile emit takes no callback (some recipients may never get it)")
+            self._on_loop(self._srv()._emit, event, emit_args(args), to, namespace, skip_sid, None, None, False, True)
+            return
         if callback is None:
             self._emit_to(event, emit_args(args), to, namespace, skip_sid)
             return
