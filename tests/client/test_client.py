@@ -270,3 +270,48 @@ def test_reconnects_after_server_restart(kind: str, transports: list[str]) -> No
         run(body(), timeout=30)
     finally:
         proc.close()
+
+
+@pytest.mark.parametrize("kind", ["roomcast", "node"])
+def test_emits_made_while_reconnecting_are_sent_once_back(kind: str) -> None:
+    """``offline_buffer``: what is emitted while the connection is down goes out, in order, as soon
+    as the namespace is joined again (socket.io-client's send buffer); at most that many emits."""
+    proc = make_server(kind)
+    proc.start()
+    try:
+
+        async def body() -> None:
+            client = AsyncClient(offline_buffer=2, reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                 randomization_factor=0)
+            echoed: list[Any] = []
+            client.on("echo", lambda args: echoed.append(args))
+            await client.connect(proc.url, transports=["websocket"], wait_timeout=5)
+            await asyncio.get_running_loop().run_in_executor(None, proc.stop)
+            await until(lambda: not client.connected, what="the connection to drop")
+            await client.emit("echo", "sent while away")
+            answer = asyncio.ensure_future(client.call("echo", "asked while away", timeout=20))
+            await until(lambda: len(client._offline) == 2, what="both held")
+            with pytest.raises(roomcast.BadNamespaceError):  # the buffer holds two
+                await client.emit("echo", "one too many")
+            await asyncio.get_running_loop().run_in_executor(None, proc.start)
+            assert await answer == "asked while away"
+            await until(lambda: len(echoed) == 2, what="the echoes")
+            assert echoed == ["sent while away", "asked while away"]
+            await client.disconnect()
+
+        run(body(), timeout=30)
+    finally:
+        proc.close()
+
+
+def test_without_an_offline_buffer_emits_while_reconnecting_raise(server: ServerProcess) -> None:
+    async def body() -> None:
+        client = AsyncClient(reconnection_delay=5)
+        await client.connect(server.url, transports=["websocket"], wait_timeout=5)
+        assert client._conn is not None
+        client._lost(client._conn, "transport close")  # the connection drops; reconnection waits 5 s
+        with pytest.raises(roomcast.BadNamespaceError):
+            await client.emit("echo", "nobody keeps this")
+        await client.disconnect()
+
+    run(body(), timeout=15)

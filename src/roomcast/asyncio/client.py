@@ -116,10 +116,17 @@ class AsyncClient:
         request_timeout: float = 5,
         max_attachments: int = 10,
         ssl_verify: bool = True,
+        offline_buffer: int = 0,
         _threaded_handlers: bool = False,
         **kwargs: Any,
     ) -> None:
+        if offline_buffer < 0:
+            raise ValueError("offline_buffer must be 0 (off) or more")
         self.reconnection = reconnection
+        #: Emits kept while reconnecting, at most (0: none; emitting then raises BadNamespaceError).
+        self.offline_buffer = offline_buffer
+        #: What was emitted while reconnecting: (namespace, event, args, callback or call() future).
+        self._offline: list[tuple[str, str, tuple[Any, ...], Any]] = []
         self.reconnection_attempts = reconnection_attempts
         self.reconnection_delay = reconnection_delay
         self.reconnection_delay_max = reconnection_delay_max
@@ -443,6 +450,7 @@ class AsyncClient:
                 self._post(("callback", callback, event.args))
         elif isinstance(event, Connected):
             self._recovered[event.namespace] = event.recovered
+            self._flush_offline(conn, event.namespace)
             self._post(("connect", event.namespace))
             self._resolve_waiter(conn, event.namespace, None)
         elif isinstance(event, ConnectRefused):
@@ -541,6 +549,50 @@ class AsyncClient:
             except TransportClosed as exc:
                 self._lost(conn, exc.reason)
 
+    def _hold(self, ns: str, event: str, args: tuple[Any, ...], target: Any) -> bool:
+        """Keep an emit made while reconnecting, to send once ``ns`` is joined again (socket.io-client's
+        send buffer); False when it can't be kept (no buffer, not reconnecting, a namespace that is not
+        being joined again). Raises :class:`BadNamespaceError` when the buffer is full."""
+        conn = self._conn
+        if conn is not None and not conn.closed and conn.session.connected(ns):
+            return False
+        task = self._reconnect_task
+        if not self.offline_buffer or task is None or task.done() or ns not in self.connection_namespaces:
+            return False
+        if len(self._offline) >= self.offline_buffer:
+            raise BadNamespaceError(f"{ns} is reconnecting and the offline buffer is full ({self.offline_buffer})")
+        self._offline.append((ns, event, args, target))
+        return True
+
+    def _flush_offline(self, conn: _Connection, ns: str) -> None:
+        """``ns`` is joined again: send what was emitted for it meanwhile, in order, before anything else."""
+        held = [entry for entry in self._offline if entry[0] == ns]
+        if not held:
+            return
+        self._offline = [entry for entry in self._offline if entry[0] != ns]
+        messages: list[str | bytes] = []
+        for _, event, args, target in held:
+            if isinstance(target, asyncio.Future) and target.done():
+                continue  # a call() that gave up meanwhile
+            out, ack_id = conn.session.emit(ns, event, args, target is not None)
+            if ack_id is not None:
+                if isinstance(target, asyncio.Future):
+                    conn.calls[ack_id] = target
+                else:
+                    conn.callbacks[ack_id] = target
+            messages += out
+        if messages:
+            self._keep(asyncio.ensure_future(self._send(conn, messages)))
+
+    def _drop_offline(self, reason: str) -> None:
+        """Reconnection is over without success: what was held can't be sent."""
+        held, self._offline = self._offline, []
+        for _, event, _, target in held:
+            if isinstance(target, asyncio.Future) and not target.done():
+                target.set_exception(DisconnectedError(f"{event!r} was never sent: {reason}"))
+        if held:
+            logger.info("dropped %d emits made while reconnecting: %s", len(held), reason)
+
     def _connection_for(self, namespace: str) -> _Connection:
         conn = self._conn
         if conn is None or conn.closed or not conn.session.connected(namespace):
@@ -555,6 +607,8 @@ class AsyncClient:
         Raises :class:`BadNamespaceError` when ``namespace`` (default '/') is not connected.
         """
         ns = namespace or "/"
+        if self._hold(ns, event, data_args(data), callback):
+            return
         conn = self._connection_for(ns)
         messages, ack_id = conn.session.emit(ns, event, data_args(data), callback is not None)
         if ack_id is not None:
@@ -573,6 +627,13 @@ class AsyncClient:
         connection is lost meanwhile.
         """
         ns = namespace or "/"
+        held: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self._hold(ns, event, data_args(data), held):
+            try:
+                args = await asyncio.wait_for(held, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no acknowledgement for {event!r} within {timeout}s") from None
+            return call_result(args)
         conn = self._connection_for(ns)
         messages, ack_id = conn.session.emit(ns, event, data_args(data), True)
         assert ack_id is not None
@@ -698,6 +759,7 @@ class AsyncClient:
             # Cancelled by disconnect(), which then tears down and finishes itself.
             if self._reconnect_task is asyncio.current_task():
                 self._reconnect_task = None
+            self._drop_offline("reconnection ended")
         self._finish()
 
     async def wait(self) -> None:
