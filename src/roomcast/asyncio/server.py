@@ -441,6 +441,8 @@ class AsyncServer:
         self.server_handlers: dict[tuple[str, str], Callable[..., Any]] = {}
         #: Connection middlewares, in the order registered: (namespace key, function) (:meth:`use`).
         self.middlewares: list[tuple[NamespaceKey, Callable[..., Any]]] = []
+        #: The Admin UI's view of this server, once :meth:`instrument` was called.
+        self._admin: Any = None
 
     # -- registration -----------------------------------------------------------------------------
 
@@ -480,6 +482,30 @@ class AsyncServer:
             return fn
 
         return register(middleware) if middleware is not None else register
+
+    def instrument(
+        self,
+        auth: Any = None,
+        mode: str = "development",
+        read_only: bool = False,
+        server_id: str | None = None,
+        namespace: str = "/admin",
+        server_stats_interval: float = 2,
+    ) -> Any:
+        """Serve the Socket.IO Admin UI (https://admin.socket.io) in ``namespace``, as python-socketio's
+        ``instrument()`` and Node's ``@socket.io/admin-ui`` do.
+
+        ``auth``: the login the UI must send (a dict such as ``{"username": ..., "password": ...}``),
+        a list of such dicts, a ``callable(login) -> bool`` (or ``async def``), or False for none
+        (never in production). ``mode="production"`` reports statistics only; ``"development"`` also
+        every socket, room change and event (a cost on every message). ``read_only`` hides the UI's
+        actions (emit, join, leave, disconnect). See docs/server.md.
+        """
+        from .admin import AdminUI
+
+        self._admin = AdminUI(self, auth, mode=mode, read_only=read_only, server_id=server_id,
+                              namespace=namespace, server_stats_interval=server_stats_interval)
+        return self._admin
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Decorator registering a handler named after the function (``@sio.event``)."""
@@ -610,6 +636,8 @@ class AsyncServer:
     def _event(self, socket: Socket, data: list[Any], ack_id: int | None) -> None:
         """An EVENT packet from the client: ``data`` is ``[name, *args]``."""
         name = data[0]
+        if self._admin is not None:
+            self._admin.received(socket, data)
         if name in _RESERVED_EVENTS:
             conn = socket.conn
             self.logger.info("closing session %s: client emitted reserved event %r", conn.log_id, name)
@@ -724,6 +752,8 @@ class AsyncServer:
             reply["pid"] = socket.pid
         self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data=reply))
         socket.connected = True
+        if self._admin is not None:
+            self._admin.connected(socket)
         held, socket.held = socket.held, None
         for packets in held or ():
             socket.deliver(packets)
@@ -744,6 +774,8 @@ class AsyncServer:
             if isinstance(callback, (_AckWaiter, _GatheredAck)):
                 callback.fail(DisconnectedError(f"client {socket.sid} disconnected ({reason})"))
         socket.acks.clear()
+        if was_connected and self._admin is not None:
+            self._admin.disconnected(socket, reason)
         if was_connected:
             # It stays in its rooms (receiving nothing: it is out of ``sockets``) until its disconnect
             # handler is done, which may want to tell them (see _idle).
@@ -1354,10 +1386,19 @@ class AsyncServer:
             if socket is not None:
                 socket.deliver(packets)
 
+    def _admin_sent(
+        self, event: str, args: tuple[Any, ...], to: Any, namespace: str | None, skip_sid: Any, exclude_rooms: Any
+    ) -> None:
+        """Tell the Admin UI of an emit (on the loop): its recipients here."""
+        namespace = namespace or "/"
+        self._admin.sent(namespace, event, args, self._recipients(namespace, to, skip_sid, exclude_rooms))
+
     def _emit_from_thread(self, event: str, args: tuple[Any, ...], to: Any, namespace: str, skip_sid: Any) -> None:
         """An emit without callback from a thread other than the loop's: encoded right here (so the
         caller gets an unserializable argument's error), delivered on the loop, in order with the
         thread's other calls to it."""
+        if self._admin is not None:
+            self.submit(self._admin_sent, event, args, to, namespace, skip_sid, None)
         if self._recovery is not None:  # stamped with its offset on the loop, where offsets are kept
             self.submit(self._emit, event, args, to, namespace, skip_sid, None, None)
             return
@@ -1404,6 +1445,8 @@ class AsyncServer:
         """
         if to is None:
             to = room
+        if self._admin is not None:
+            self._admin_sent(event, data_args(data), to, namespace, skip_sid, exclude_rooms)
         if volatile:
             self._emit(event, data_args(data), to, namespace, skip_sid, exclude_rooms, callback, volatile=True)
             return
