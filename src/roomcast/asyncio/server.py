@@ -1445,11 +1445,12 @@ class AsyncServer:
         """
         if to is None:
             to = room
-        if self._admin is not None:
-            self._admin_sent(event, data_args(data), to, namespace, skip_sid, exclude_rooms)
-        if volatile:
-            self._emit(event, data_args(data), to, namespace, skip_sid, exclude_rooms, callback, volatile=True)
-            return
+        if volatile or self._admin is not None:  # (one test on the common path)
+            if self._admin is not None:
+                self._admin_sent(event, data_args(data), to, namespace, skip_sid, exclude_rooms)
+            if volatile:
+                self._emit(event, data_args(data), to, namespace, skip_sid, exclude_rooms, callback, volatile=True)
+                return
         if (
             type(to) is str and callback is None and skip_sid is None and exclude_rooms is None
             and self._recovery is None and self.manager is None
