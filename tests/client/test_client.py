@@ -218,6 +218,16 @@ def test_sync_client(server: ServerProcess, transports: list[str]) -> None:
     assert not client.connected
 
 
+def test_python_socketio_names_shutdown_and_is_asyncio_based(server: ServerProcess) -> None:
+    assert AsyncClient().is_asyncio_based() and roomcast.AsyncServer().is_asyncio_based()
+    client = Client(reconnection=False)
+    assert not client.is_asyncio_based()
+    client.connect(server.url, transports=["websocket"], wait_timeout=5)
+    client.shutdown()
+    client.wait()
+    assert not client.connected
+
+
 def test_sync_simple_client_and_namespace_class(server: ServerProcess, transports: list[str]) -> None:
     with SimpleClient() as simple:
         simple.connect(server.url, transports=transports)

@@ -655,6 +655,14 @@ class AsyncClient:
 
     # -- ending ---------------------------------------------------------------------------------------
 
+    async def shutdown(self) -> None:
+        """python-socketio's name for stopping the client: disconnect, or stop reconnecting."""
+        await self.disconnect()
+
+    def is_asyncio_based(self) -> bool:
+        """True: this client runs on asyncio (python-socketio's test of a client class)."""
+        return True
+
     async def disconnect(self) -> None:
         """Leave every namespace, close the connection and stop reconnecting."""
         task = self._reconnect_task

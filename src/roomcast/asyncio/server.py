@@ -483,6 +483,10 @@ class AsyncServer:
 
         return register(middleware) if middleware is not None else register
 
+    def is_asyncio_based(self) -> bool:
+        """True: this server runs on asyncio (python-socketio's test of a server class)."""
+        return True
+
     def instrument(
         self,
         auth: Any = None,

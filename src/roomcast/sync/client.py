@@ -138,6 +138,14 @@ class Client:
     def disconnect(self) -> None:
         self._runner.run(self._aio.disconnect())
 
+    def shutdown(self) -> None:
+        """python-socketio's name for stopping the client: disconnect, or stop reconnecting."""
+        self.disconnect()
+
+    def is_asyncio_based(self) -> bool:
+        """False: this client blocks (python-socketio's test of a client class)."""
+        return False
+
     def wait(self) -> None:
         """Block until the client is disconnected for good."""
         self._runner.run(self._aio.wait())
