@@ -3,11 +3,14 @@ does what the UI does (login in the auth, then the events of @socket.io/admin-ui
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+import httpx
 import pytest
 import socketio
+import websockets.sync.client as ws_client
 
 import roomcast
 
@@ -110,3 +113,30 @@ def test_read_only_and_production_modes(live: Any) -> None:
         admin.client.disconnect()
     with pytest.raises(ValueError):
         roomcast.AsyncServer().instrument()  # auth must be given (False to go without)
+
+
+def test_an_upgrade_updates_the_transport_shown(live: Any) -> None:
+    """A socket joined over long-polling, whose connection then upgrades to WebSocket (by hand, so
+    that the order is certain): socket_connected says polling, then socket_updated websocket."""
+    sio = roomcast.AsyncServer()
+    sio.instrument(auth=False)
+    server = live(roomcast.ASGIApp(sio))
+    admin = AdminView(server, auth={})
+    http = httpx.Client(base_url=server.url, timeout=5)
+    try:
+        eio = json.loads(http.get("/socket.io/?EIO=4&transport=polling").text[1:])["sid"]
+        query = f"/socket.io/?EIO=4&transport=polling&sid={eio}"
+        assert http.post(query, content=b"40").text == "ok"
+        sid = json.loads(http.get(query).text[2:])["sid"]
+        assert admin.first("socket_connected", lambda a: a[0]["id"] == sid)[0]["transport"] == "polling"
+        url = server.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={eio}"
+        with ws_client.connect(url, open_timeout=5) as ws:
+            ws.send("2probe")
+            assert ws.recv(timeout=5) == "3probe"
+            ws.send("5")
+            assert admin.first("socket_updated", lambda a: a[0]["id"] == sid)[0] == {
+                "id": sid, "nsp": "/", "transport": "websocket",
+            }
+    finally:
+        http.close()
+        admin.client.disconnect()

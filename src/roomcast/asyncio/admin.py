@@ -237,6 +237,10 @@ class AdminUI:
         if self.verbose:  # (admin sockets too, as Node reports them)
             self._tell("socket_connected", self._serialize(socket), _now())
 
+    def upgraded(self, socket: Socket) -> None:
+        if self.verbose:
+            self._tell("socket_updated", {"id": socket.sid, "nsp": socket.namespace, "transport": "websocket"})
+
     def disconnected(self, socket: Socket, reason: str) -> None:
         self._counts["rawDisconnection", reason] += 1
         if self.verbose:

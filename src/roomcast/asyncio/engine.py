@@ -763,6 +763,9 @@ class EngineIOApp:
                     await self._ws_send(send, packet)
                 if upgraded:
                     conn.wake()
+                    on_upgrade = getattr(self.handler, "engine_upgraded", None)
+                    if on_upgrade is not None:  # (an optional part of the handler's interface)
+                        on_upgrade(conn)
                     return True
         finally:
             conn._upgrade_ws_close = None

@@ -654,6 +654,13 @@ class AsyncServer:
             if self._run_event(socket, name, data[1:], ack_id, True):
                 self._next(socket)
 
+    def engine_upgraded(self, conn: Connection) -> None:
+        """The connection moved from long-polling to WebSocket (the Admin UI shows the transport)."""
+        state: _ConnState | None = conn.state
+        if self._admin is not None and state is not None:
+            for socket in list(state.sockets.values()):
+                self._admin.upgraded(socket)
+
     def engine_disconnect(self, conn: Connection, reason: str) -> None:
         state: _ConnState | None = conn.state
         if state is None:
