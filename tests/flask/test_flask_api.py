@@ -539,6 +539,18 @@ def test_volatile_emits_reach_clients_that_can_take_them(app: Flask) -> None:
         socketio.emit("moved", [3, 4], volatile=True, callback=lambda *args: None)
 
 
+def test_the_admin_ui_on_a_flask_app(app: Flask) -> None:
+    socketio = SocketIO(app)
+    assert socketio.server is not None
+    socketio.server.instrument(auth={"username": "admin", "password": "pw"})
+    refused = socketio.test_client(app, namespace="/admin", auth={"username": "admin", "password": "no"})
+    assert not refused.is_connected("/admin")
+    admin = socketio.test_client(app, namespace="/admin", auth={"username": "admin", "password": "pw"})
+    assert admin.is_connected("/admin")
+    names = [item["name"] for item in admin.get_received("/admin")]
+    assert {"session", "config", "server_stats"} <= set(names)
+
+
 # -- class-based namespaces ------------------------------------------------------------------------
 
 

@@ -763,11 +763,11 @@ class AsyncServer:
             reply["pid"] = socket.pid
         self._send_packets(conn, Packet(type=PacketType.CONNECT, namespace=socket.namespace, data=reply))
         socket.connected = True
-        if self._admin is not None:
-            self._admin.connected(socket)
         held, socket.held = socket.held, None
         for packets in held or ():
             socket.deliver(packets)
+        if self._admin is not None:  # (after what was held for this socket: it was emitted first)
+            self._admin.connected(socket)
 
     def _socket_gone(self, socket: Socket, reason: str) -> None:
         """A socket left its namespace: forget it, and queue its ``disconnect`` handler."""
