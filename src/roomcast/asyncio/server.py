@@ -117,10 +117,19 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 def _engine_packets(items: list[str | bytes]) -> list[str | bytes]:
     """Encoded Socket.IO items (text first, then attachments) as Engine.IO message packets: the text
-    gets the message type ``4``; binary attachments travel as binary messages, unchanged."""
+    gets the message type ``4``; binary attachments travel as binary messages, unchanged, as does a
+    MessagePack packet (``serializer='msgpack'``: one binary item)."""
     first = items[0]
-    assert isinstance(first, str)
-    return ["4" + first, *items[1:]]
+    if type(first) is str:
+        return ["4" + first, *items[1:]]
+    return list(items)
+
+
+def _msgpack_event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer: Any) -> list[str | bytes]:
+    """:func:`_event_packets` for ``serializer='msgpack'``: one binary message."""
+    from ..socketio import msgpack_parser
+
+    return msgpack_parser.encode_event(namespace, event, args, None)
 
 
 def _event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer: Any) -> list[str | bytes]:
@@ -352,7 +361,8 @@ class AsyncServer:
     (45 s), ``max_attachments`` (10), ``max_namespaces`` (64 per connection), ``max_pending_acks``
     (1024 per socket), ``max_queued_events`` (1024 events waiting for one socket's handlers), ``json`` (a module with ``dumps``/``loads``), ``always_connect``,
     ``concurrent_handlers`` (False), ``handler_threads`` (64), ``logger``, ``connection_state_recovery``
-    (None; True or ``{"max_disconnection_duration": 120, "skip_middlewares": True}``, see docs/recovery.md).
+    (None; True or ``{"max_disconnection_duration": 120, "skip_middlewares": True}``, see docs/recovery.md),
+    ``serializer`` (``"default"``, or ``"msgpack"`` for socket.io-msgpack-parser clients).
     """
 
     reason = Reason
@@ -374,6 +384,7 @@ class AsyncServer:
         async_handlers: bool = True,
         connection_state_recovery: bool | dict[str, Any] | RecoveryConfig | None = None,
         client_manager: PubSubManager | None = None,
+        serializer: str = "default",
         **options: Any,
     ) -> None:
         engine_options = {k: v for k, v in options.items() if k in _ENGINE_OPTIONS}
@@ -398,6 +409,25 @@ class AsyncServer:
             else Recovery(recovery, grace=self.engine_config.ping_interval + self.engine_config.ping_timeout)
         )
         self.serializer: Serializer = from_module(json) if json is not None else default_serializer
+        # The packet parser (python-socketio's ``serializer``): Socket.IO's text format, or MessagePack.
+        if serializer == "msgpack":
+            from ..socketio import msgpack_parser
+
+            if not msgpack_parser.available():
+                raise ImportError("serializer='msgpack' needs the msgpack package: pip install 'roomcast[msgpack]'")
+            self._encode = msgpack_parser.encode
+            self._encode_event = msgpack_parser.encode_event
+            self._encode_ack = msgpack_parser.encode_ack
+            self._decoder_class: Any = msgpack_parser.Decoder
+            self._event_packets: Callable[..., list[str | bytes]] = _msgpack_event_packets
+        elif serializer == "default":
+            self._encode = encode
+            self._encode_event = encode_event
+            self._encode_ack = encode_ack
+            self._decoder_class = Decoder
+            self._event_packets = _event_packets
+        else:
+            raise ValueError(f"serializer must be 'default' or 'msgpack', not {serializer!r}")
         self.connect_timeout = connect_timeout
         self.max_attachments = max_attachments
         self.max_namespaces = max_namespaces
@@ -584,7 +614,7 @@ class AsyncServer:
     # -- Engine.IO handler ------------------------------------------------------------------------
 
     async def engine_connect(self, conn: Connection) -> bool:
-        conn.state = _ConnState(Decoder(serializer=self.serializer, max_attachments=self.max_attachments))
+        conn.state = _ConnState(self._decoder_class(serializer=self.serializer, max_attachments=self.max_attachments))
         if self.connect_timeout:
             conn.state.connect_timer = asyncio.get_running_loop().call_later(
                 self.connect_timeout, self._connect_timed_out, conn
@@ -864,7 +894,7 @@ class AsyncServer:
         """
         recovery = self._recovery
         assert recovery is not None
-        items = encode_event(namespace, event, (*args, recovery.next_offset()), None, self.serializer)
+        items = self._encode_event(namespace, event, (*args, recovery.next_offset()), None, self.serializer)
         packets = _engine_packets(items)
         rooms = None if to is None else ((to,) if isinstance(to, str) else tuple(to))
         excluded: tuple[str, ...] = ()
@@ -1166,7 +1196,7 @@ class AsyncServer:
             return
         if ack_id is not None and socket.connected:
             try:
-                self._send_items(socket.conn, encode_ack(socket.namespace, ack_id, ack_args(value), self.serializer))
+                self._send_items(socket.conn, self._encode_ack(socket.namespace, ack_id, ack_args(value), self.serializer))
             except (TypeError, ValueError) as exc:
                 # The application's bug (NaN, an object JSON can't hold), not the client's: it gets
                 # no ack, and its connection (whose reader may be running this) goes on.
@@ -1257,7 +1287,7 @@ class AsyncServer:
     # -- sending ----------------------------------------------------------------------------------
 
     def _send_packets(self, conn: Connection, packet: Packet) -> None:
-        self._send_items(conn, encode(packet, self.serializer))
+        self._send_items(conn, self._encode(packet, self.serializer))
 
     def _send_items(self, conn: Connection, items: list[str | bytes]) -> None:
         """Write one encoded Socket.IO packet (its text, then its attachments)."""
@@ -1299,7 +1329,7 @@ class AsyncServer:
         if volatile:
             if callback is not None:
                 raise ValueError("a volatile emit takes no callback (some recipients may never get it)")
-            packets = _event_packets(namespace, event, args, self.serializer)
+            packets = self._event_packets(namespace, event, args, self.serializer)
             sockets = self.sockets
             for sid in self._recipients(namespace, to, skip_sid, exclude_rooms):
                 socket = sockets.get(sid)
@@ -1312,7 +1342,7 @@ class AsyncServer:
             if self._recovery is not None:
                 self._emit_recorded(event, args, namespace, to, skip_sid, exclude_rooms)
             else:
-                self._deliver(_event_packets(namespace, event, args, self.serializer), namespace, to, skip_sid,
+                self._deliver(self._event_packets(namespace, event, args, self.serializer), namespace, to, skip_sid,
                               exclude_rooms)
             if self.manager is not None and not local:
                 self.manager.publish_emit(namespace, event, args, to, skip_sid, exclude_rooms)
@@ -1341,7 +1371,7 @@ class AsyncServer:
             if socket is None:
                 continue
             ack_id = socket.add_ack(callback, self.max_pending_acks)
-            items = encode_event(namespace, event, args, ack_id, self.serializer)
+            items = self._encode_event(namespace, event, args, ack_id, self.serializer)
             socket.deliver(_engine_packets(items))
             count += 1
         return count
@@ -1413,7 +1443,7 @@ class AsyncServer:
         if self._recovery is not None:  # stamped with its offset on the loop, where offsets are kept
             self.submit(self._emit, event, args, to, namespace, skip_sid, None, None)
             return
-        packets = _event_packets(namespace, event, args, self.serializer)
+        packets = self._event_packets(namespace, event, args, self.serializer)
         if threading.get_ident() == self._loop_thread:  # (submit inline)
             self._deliver(packets, namespace, to, skip_sid, None)
         else:
@@ -1468,7 +1498,7 @@ class AsyncServer:
         ):
             # The commonest emit, a reply to one client on a single server: _emit and _deliver inline.
             namespace = namespace or "/"
-            packets = _event_packets(namespace, event, data_args(data), self.serializer)
+            packets = self._event_packets(namespace, event, data_args(data), self.serializer)
             members = self.rooms_table.room(namespace, to)
             if len(members) == 1:
                 socket = self.sockets.get(next(iter(members)))  # (delivering may empty the room)
@@ -1516,7 +1546,7 @@ class AsyncServer:
             raise builtins.ValueError(f"no connected client with sid {target!r}")
         future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         ack_id = socket.add_ack(_AckWaiter(future), self.max_pending_acks)
-        items = encode_event(socket.namespace, event, data_args(data), ack_id, self.serializer)
+        items = self._encode_event(socket.namespace, event, data_args(data), ack_id, self.serializer)
         socket.deliver(_engine_packets(items))
         try:
             args = await asyncio.wait_for(future, timeout)
@@ -1566,7 +1596,7 @@ class AsyncServer:
                 continue
             ack_id = socket.add_ack(_GatheredAck(gatherer), self.max_pending_acks)
             gatherer.expected += 1
-            socket.deliver(_engine_packets(encode_event(namespace, event, args, ack_id, self.serializer)))
+            socket.deliver(_engine_packets(self._encode_event(namespace, event, args, ack_id, self.serializer)))
             sent.append((socket, ack_id))
         if gatherer.nodes_left:
             self._emit_with_remote_acks(

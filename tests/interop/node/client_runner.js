@@ -8,7 +8,8 @@
 // Commands (all carry "req", echoed in the matching "result" report):
 //   connect      {client, url, namespace, opts, share?}  opts go to the Manager
 //                (transports, query, reconnection, ...) except opts.auth, which
-//                goes to the namespace socket. With share=<client id> the new
+//                goes to the namespace socket; opts.parser "msgpack" selects
+//                socket.io-msgpack-parser. With share=<client id> the new
 //                socket is multiplexed on that client's Manager (one
 //                Engine.IO connection, several namespaces).
 //   open         {client}                socket.connect() again after a disconnect
@@ -126,6 +127,7 @@ const handlers = {
     const opts = { ...(cmd.opts || {}) };
     const auth = opts.auth;
     delete opts.auth;
+    if (opts.parser === "msgpack") opts.parser = require("socket.io-msgpack-parser");
     let manager;
     if (cmd.share) {
       manager = getClient(cmd.share).manager;
