@@ -10,7 +10,9 @@ if (!Number.isInteger(port) || port <= 0) {
   process.exit(2);
 }
 
-const io = new Server(port, { cors: { origin: "*" } });
+// PARSER=msgpack: socket.io-msgpack-parser, the MessagePack format.
+const parser = process.env.PARSER === "msgpack" ? require("socket.io-msgpack-parser") : undefined;
+const io = new Server(port, { cors: { origin: "*" }, ...(parser ? { parser } : {}) });
 
 io.use((socket, next) => {
   const auth = socket.handshake.auth || {};

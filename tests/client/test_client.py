@@ -14,7 +14,9 @@ from roomcast.asyncio.client import AsyncClient, AsyncClientNamespace
 from roomcast.asyncio.simple_client import AsyncSimpleClient
 from roomcast.sync.client import Client, ClientNamespace, SimpleClient
 from tests.client.conftest import make_server, run, until
-from tests.helpers.servers import ServerProcess
+from tests.helpers import ROOT
+from tests.helpers.require import require_node, require_roomcast_server
+from tests.helpers.servers import NodeServer, RoomcastServer, ServerProcess
 
 
 def expected_transport(transports: list[str]) -> str:
@@ -325,3 +327,33 @@ def test_without_an_offline_buffer_emits_while_reconnecting_raise(server: Server
         await client.disconnect()
 
     run(body(), timeout=15)
+
+
+@pytest.mark.parametrize("kind", ["roomcast", "node"])
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])
+def test_the_msgpack_parser(kind: str, transports: list[str]) -> None:
+    """``AsyncClient(serializer="msgpack")`` against Node's socket.io with socket.io-msgpack-parser
+    and against Roomcast's ``serializer="msgpack"``: events, acks, binary, a refusal."""
+    if kind == "node":
+        require_node()
+        proc: ServerProcess = NodeServer(ROOT / "tests" / "client" / "node_server.js", name="node-msgpack",
+                                         env={"PARSER": "msgpack"})
+    else:
+        require_roomcast_server()
+        proc = RoomcastServer("tests.apps.msgpack_app:app", impl="roomcast", name="uvicorn-msgpack")
+    with proc:
+
+        async def body() -> None:
+            client = AsyncClient(reconnection=False, serializer="msgpack")
+            echoed: list[Any] = []
+            client.on("echo", lambda *args: echoed.append(args))
+            await client.connect(proc.url, transports=transports, wait_timeout=5)
+            blob = bytes(range(256))
+            assert await client.call("echo", (1, "two", {"bin": blob})) == (1, "two", {"bin": blob})
+            await until(lambda: echoed == [(1, "two", {"bin": blob})], what="the echo event")
+            await client.disconnect()
+            refused = AsyncClient(reconnection=False, serializer="msgpack")
+            with pytest.raises(roomcast.ConnectionError, match="refused"):
+                await refused.connect(proc.url, transports=transports, auth={"refuse": "x"}, wait_timeout=5)
+
+        run(body(), timeout=30)

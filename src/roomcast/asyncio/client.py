@@ -117,11 +117,21 @@ class AsyncClient:
         max_attachments: int = 10,
         ssl_verify: bool = True,
         offline_buffer: int = 0,
+        serializer: str = "default",
         _threaded_handlers: bool = False,
         **kwargs: Any,
     ) -> None:
         if offline_buffer < 0:
             raise ValueError("offline_buffer must be 0 (off) or more")
+        if serializer not in ("default", "msgpack"):
+            raise ValueError(f"serializer must be 'default' or 'msgpack', not {serializer!r}")
+        if serializer == "msgpack":
+            from ..socketio import msgpack_parser
+
+            if not msgpack_parser.available():
+                raise ImportError("serializer='msgpack' needs the msgpack package: pip install 'roomcast[msgpack]'")
+        #: The packet format: Socket.IO's text ("default") or MessagePack (socket.io-msgpack-parser).
+        self.packet_format = serializer
         self.reconnection = reconnection
         #: Emits kept while reconnecting, at most (0: none; emitting then raises BadNamespaceError).
         self.offline_buffer = offline_buffer
@@ -306,7 +316,8 @@ class AsyncClient:
         engine = EngineClient(first)
         conn = _Connection(
             engine,
-            ClientSession(serializer=self.serializer, max_attachments=self.max_attachments, recovery=self._recovery),
+            ClientSession(serializer=self.serializer, max_attachments=self.max_attachments, recovery=self._recovery,
+                          msgpack=self.packet_format == "msgpack"),
         )
         loop = asyncio.get_running_loop()
         try:

@@ -17,6 +17,7 @@ pending ack, so that a new session can start clean (auth is kept for reconnectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -129,6 +130,9 @@ class ClientSession:
         "_decoder",
         "_next_ack",
         "_pending_acks",
+        "_encode",
+        "_encode_event",
+        "_new_decoder",
     )
 
     def __init__(
@@ -137,14 +141,25 @@ class ClientSession:
         serializer: Serializer = default_serializer,
         max_attachments: int = 10,
         recovery: RecoveryState | None = None,
+        msgpack: bool = False,
     ) -> None:
         self.serializer = serializer
+        if msgpack:  # socket.io-msgpack-parser's format (see roomcast.socketio.msgpack_parser)
+            from . import msgpack_parser
+
+            self._encode: Callable[..., list[str | bytes]] = msgpack_parser.encode
+            self._encode_event: Callable[..., list[str | bytes]] = msgpack_parser.encode_event
+            self._new_decoder: Callable[[], Any] = lambda: msgpack_parser.Decoder(from_server=True)
+        else:
+            self._encode = encode
+            self._encode_event = encode_event
+            self._new_decoder = lambda: Decoder(serializer=serializer, max_attachments=max_attachments)
         self.recovery = recovery if recovery is not None else RecoveryState()
         self.namespaces: dict[str, NamespaceState] = {}
         #: The sid the server gave each connected namespace.
         self.sids: dict[str, str] = {}
         self._max_attachments = max_attachments
-        self._decoder = Decoder(serializer=serializer, max_attachments=max_attachments)
+        self._decoder = self._new_decoder()
         self._next_ack = 0
         self._pending_acks: dict[int, str] = {}
 
@@ -158,7 +173,7 @@ class ClientSession:
             raise ValueError("auth must be a dict (the protocol sends it as a JSON object)")
         self.namespaces[namespace] = NamespaceState.CONNECTING
         data = self.recovery.auth(namespace, auth)
-        return encode(Packet(type=PacketType.CONNECT, namespace=namespace, data=data), self.serializer)
+        return self._encode(Packet(type=PacketType.CONNECT, namespace=namespace, data=data), self.serializer)
 
     def emit(
         self, namespace: str, event: str, args: tuple[Any, ...] | list[Any], want_ack: bool
@@ -171,7 +186,7 @@ class ClientSession:
             ack_id = self._next_ack
             self._next_ack = 0 if self._next_ack >= MAX_ACK_ID else self._next_ack + 1
             self._pending_acks[ack_id] = namespace
-        return encode_event(namespace, event, args, ack_id, self.serializer), ack_id
+        return self._encode_event(namespace, event, args, ack_id, self.serializer), ack_id
 
     def forget_ack(self, ack_id: int) -> None:
         """Stop waiting for ``ack_id`` (a ``call`` timed out); a late answer is then dropped."""
@@ -179,7 +194,7 @@ class ClientSession:
 
     def ack(self, namespace: str, ack_id: int, args: tuple[Any, ...] | list[Any]) -> list[str | bytes]:
         """Encode the answer to an event the server sent with ``ack_id``."""
-        return encode(Packet(type=PacketType.ACK, namespace=namespace, data=list(args), id=ack_id), self.serializer)
+        return self._encode(Packet(type=PacketType.ACK, namespace=namespace, data=list(args), id=ack_id), self.serializer)
 
     def disconnect(self, namespace: str) -> list[str | bytes]:
         """Leave ``namespace``: the DISCONNECT packet (nothing if it was not joined)."""
@@ -188,7 +203,7 @@ class ClientSession:
         self.recovery.forget(namespace)  # leaving on purpose: nothing to recover
         if state is None:
             return []
-        return encode(Packet(type=PacketType.DISCONNECT, namespace=namespace), self.serializer)
+        return self._encode(Packet(type=PacketType.DISCONNECT, namespace=namespace), self.serializer)
 
     def connection_lost(self) -> list[str]:
         """The Engine.IO session ended: forget everything; returns the namespaces that were connected."""
@@ -196,7 +211,7 @@ class ClientSession:
         self.namespaces.clear()
         self.sids.clear()
         self._pending_acks.clear()
-        self._decoder = Decoder(serializer=self.serializer, max_attachments=self._max_attachments)
+        self._decoder = self._new_decoder()
         return gone
 
     def receive(self, message: str | bytes) -> list[ClientEvent]:

@@ -53,7 +53,7 @@ def encode(packet: Packet, serializer: Any = None) -> list[str | bytes]:
         PacketType.ACK if packet.type is PacketType.BINARY_ACK else packet.type
     )
     obj: dict[str, Any] = {"type": int(ptype), "nsp": packet.namespace}
-    if ptype not in _NO_DATA:
+    if ptype not in _NO_DATA and packet.data is not None:  # (Node's parser refuses a CONNECT with nil data)
         obj["data"] = packet.data
     if packet.id is not None:
         obj["id"] = packet.id
@@ -75,14 +75,18 @@ class Decoder:
     """Binary messages to :class:`Packet` objects, checked as strictly as the text parser checks
     its own (anything else is a :class:`ProtocolError`)."""
 
-    __slots__ = ("_limit",)
+    __slots__ = ("_limit", "_types")
 
     #: Always "pending" for the server, which parses text events on a fast path while its decoder has
     #: no partial packet: here every message, a text one too (refused), goes through :meth:`receive`.
     pending = True
 
-    def __init__(self, *, serializer: Any = None, max_attachments: int = 10, max_size: int = 10_000_000) -> None:
+    def __init__(
+        self, *, serializer: Any = None, max_attachments: int = 10, max_size: int = 10_000_000, from_server: bool = False
+    ) -> None:
         self._limit = max_size
+        # A server receives types 0 to 3; a client (``from_server``) CONNECT_ERROR (4) too.
+        self._types = (0, 1, 2, 3, 4) if from_server else (0, 1, 2, 3)
 
     def receive(self, data: str | bytes) -> Packet:
         if isinstance(data, str):
@@ -96,8 +100,8 @@ class Decoder:
         if not isinstance(obj, dict):
             raise ProtocolError(f"a MessagePack packet must be a map, not {type(obj).__name__}")
         kind = obj.get("type")
-        if type(kind) is not int or kind not in (0, 1, 2, 3):
-            raise ProtocolError(f"invalid packet type {kind!r} (a client sends 0 to 3)")
+        if type(kind) is not int or kind not in self._types:
+            raise ProtocolError(f"invalid packet type {kind!r} (expected one of {self._types})")
         ptype = PacketType(kind)
         namespace = obj.get("nsp", "/")
         if not isinstance(namespace, str) or not namespace.startswith("/"):
@@ -114,7 +118,11 @@ class Decoder:
                 raise ProtocolError("an ACK needs an id and a list of arguments")
         elif ptype is PacketType.CONNECT:
             if payload is not None and not isinstance(payload, dict):
-                raise ProtocolError("a CONNECT's data must be a map (the auth) or absent")
+                raise ProtocolError("a CONNECT's data must be a map (the auth or the sid) or absent")
+            ack_id = None
+        elif ptype is PacketType.CONNECT_ERROR:
+            if not isinstance(payload, (dict, str)):
+                raise ProtocolError("a CONNECT_ERROR's data must be a map (message, data)")
             ack_id = None
         else:
             payload, ack_id = None, None
