@@ -128,8 +128,7 @@ class AsyncClient:
         if serializer == "msgpack":
             from ..socketio import msgpack_parser
 
-            if not msgpack_parser.available():
-                raise ImportError("serializer='msgpack' needs the msgpack package: pip install 'roomcast[msgpack]'")
+            msgpack_parser.require()
         #: The packet format: Socket.IO's text ("default") or MessagePack (socket.io-msgpack-parser).
         self.packet_format = serializer
         self.reconnection = reconnection

@@ -32,7 +32,7 @@ from ..engineio.server import (
 )
 from ..engineio.session import Reason, Session, State
 from ..exceptions import PayloadTooLarge, ProtocolError
-from ..supervisor import sid_prefix, worker_index
+from ..supervisor import sid_prefix
 from .eager import resume
 from .asgi import (
     ASGIApp,
@@ -342,7 +342,7 @@ class EngineIOApp:
         self.core = EngineCore(config)
         self.core.sid_prefix = sid_prefix()
         #: Under ``roomcast run --workers N``: this worker's sid prefix (see :meth:`_route_in_worker`).
-        self._worker_prefix = self.core.sid_prefix if worker_index() is not None else None
+        self._worker_prefix = self.core.sid_prefix or None
         self.path = "/" + path.strip("/")
         self.other_asgi_app = other_asgi_app
         self.connections: dict[str, Connection] = {}

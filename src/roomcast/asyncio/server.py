@@ -125,13 +125,6 @@ def _engine_packets(items: list[str | bytes]) -> list[str | bytes]:
     return list(items)
 
 
-def _msgpack_event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer: Any) -> list[str | bytes]:
-    """:func:`_event_packets` for ``serializer='msgpack'``: one binary message."""
-    from ..socketio import msgpack_parser
-
-    return msgpack_parser.encode_event(namespace, event, args, None)
-
-
 def _event_packets(namespace: str, event: str, args: tuple[Any, ...], serializer: Any) -> list[str | bytes]:
     """An EVENT without ack id as Engine.IO packets: ``_engine_packets(encode_event(...))``, the
     commonest case (plain JSON on ``/``) in one step."""
@@ -413,13 +406,12 @@ class AsyncServer:
         if serializer == "msgpack":
             from ..socketio import msgpack_parser
 
-            if not msgpack_parser.available():
-                raise ImportError("serializer='msgpack' needs the msgpack package: pip install 'roomcast[msgpack]'")
+            msgpack_parser.require()
             self._encode = msgpack_parser.encode
             self._encode_event = msgpack_parser.encode_event
             self._encode_ack = msgpack_parser.encode_ack
             self._decoder_class: Any = msgpack_parser.Decoder
-            self._event_packets: Callable[..., list[str | bytes]] = _msgpack_event_packets
+            self._event_packets: Callable[..., list[str | bytes]] = msgpack_parser.event_packets
         elif serializer == "default":
             self._encode = encode
             self._encode_event = encode_event
@@ -1093,12 +1085,7 @@ class AsyncServer:
         if fn is None:
             finish(True, None)
             return
-        try:
-            value = await self._invoke(fn, args)
-        except Exception as exc:
-            finish(False, exc)
-            return
-        finish(True, value)
+        await _settle(self._invoke(fn, args), finish)
 
     def _submit_batch_soon(self, size: int, passes: int) -> None:
         """Submit the batch once a pass of the loop has added nothing to it (or after ``passes``
@@ -1645,8 +1632,12 @@ class AsyncServer:
 
     # -- rooms and sessions -----------------------------------------------------------------------
 
+    def _find(self, sid: str) -> Socket | None:
+        """Socket ``sid``: connected, or gone with its disconnect handler still to finish."""
+        return self.sockets.get(sid) or self._departing.get(sid)
+
     def _socket(self, sid: str, namespace: str | None = None) -> Socket:
-        socket = self.sockets.get(sid) or self._departing.get(sid)
+        socket = self._find(sid)
         if socket is None:
             raise KeyError(f"no client with sid {sid!r}")
         return socket
@@ -1854,7 +1845,7 @@ class AsyncServer:
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
         """The rooms ``sid`` is in (its own sid room included)."""
-        socket = self.sockets.get(sid) or self._departing.get(sid)
+        socket = self._find(sid)
         return self.rooms_table.rooms_of(socket.namespace if socket else (namespace or "/"), sid)
 
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
@@ -1873,7 +1864,7 @@ class AsyncServer:
         yield self._socket(sid).session
 
     def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
-        socket = self.sockets.get(sid) or self._departing.get(sid)
+        socket = self._find(sid)
         return socket.conn.environ if socket is not None else None
 
     def transport(self, sid: str, namespace: str | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from ..exceptions import PayloadTooLarge, ProtocolError
 from .packets import Packet, PacketType
 
-__all__ = ["encode", "encode_event", "encode_ack", "Decoder", "available"]
+__all__ = ["encode", "encode_event", "event_packets", "encode_ack", "Decoder", "require"]
 
 try:
     import msgpack  # type: ignore[import-untyped]
@@ -23,9 +23,10 @@ except ImportError:  # pragma: no cover - an optional dependency
     msgpack = None
 
 
-def available() -> bool:
-    """Whether the ``msgpack`` package is installed (``pip install 'roomcast[msgpack]'``)."""
-    return msgpack is not None
+def require() -> None:
+    """Raise :class:`ImportError`, saying what to install, when the ``msgpack`` package is missing."""
+    if msgpack is None:
+        raise ImportError("serializer='msgpack' needs the msgpack package: pip install 'roomcast[msgpack]'")
 
 
 _NO_DATA = frozenset({PacketType.DISCONNECT})
@@ -65,6 +66,11 @@ def encode_event(namespace: str, event: str, args: Any, ack_id: int | None, seri
     if ack_id is not None:
         obj["id"] = ack_id
     return [_pack(obj)]
+
+
+def event_packets(namespace: str, event: str, args: Any, serializer: Any = None) -> list[str | bytes]:
+    """An event without ack id: the server's ``_event_packets`` for this format."""
+    return encode_event(namespace, event, args, None)
 
 
 def encode_ack(namespace: str, ack_id: int, args: Any, serializer: Any = None) -> list[str | bytes]:
