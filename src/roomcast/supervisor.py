@@ -43,7 +43,8 @@ import subprocess
 import sys
 import time
 from typing import Any
-from urllib.parse import parse_qsl
+
+from .asyncio.asgi import query_dict
 
 __all__ = [
     "Supervisor", "WORKER_ENV", "worker_index", "sid_prefix", "owner_of", "route", "channel_fd", "make_server",
@@ -105,10 +106,8 @@ def route(head: bytes, workers: int) -> int | None:
     _, mark, query = target.partition(b"?")
     if not mark or b"sid=" not in query:
         return None
-    for name, value in parse_qsl(query.decode("latin-1")):
-        if name == "sid":
-            return owner_of(value, workers)
-    return None
+    sid = query_dict({"query_string": query}).get("sid")  # (as the worker's engine will read it)
+    return None if sid is None else owner_of(sid, workers)
 
 
 class _Worker:

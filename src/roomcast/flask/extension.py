@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
 import flask
@@ -31,7 +31,7 @@ from ..adapters.redis import AsyncRedisManager, RedisManager
 from ..asyncio.server import AsyncServer, Reason
 from ..exceptions import ConnectionRefusedError
 from . import context
-from ._util import emit_args, trim_args
+from ._util import as_data, emit_args, trim_args
 from .asgi import FlaskApps, FlaskASGIApp, app_of
 from .namespace import Namespace
 
@@ -625,17 +625,10 @@ class SocketIO:
         if to is None:
             raise ValueError("call() needs the recipient: to=<sid>")
         server = self._srv()
-        loop = server.loop
-        if loop is None:
+        if server.loop is None:
             raise ValueError(f"no connected client with sid {to!r}")
-        if _running_loop() is loop:
-            raise RuntimeError("call() blocks: in a coroutine on the server's loop, await socketio.server.call()")
-        values = emit_args(args)
-        data: Any = values[0] if len(values) == 1 else (tuple(values) if values else None)
-        future = asyncio.run_coroutine_threadsafe(
-            server.call(event, data, to=to, namespace=namespace, timeout=timeout), loop
-        )
-        return future.result()
+        data = as_data(args)
+        return self._block_on("call", lambda: server.call(event, data, to=to, namespace=namespace, timeout=timeout))
 
     def emit_with_ack(self, event: str, *args: Any, **kwargs: Any) -> list[Any]:
         """Emit to every recipient (everyone, or ``to``/``room``, less ``skip_sid``) and return the
@@ -652,20 +645,24 @@ class SocketIO:
         if kwargs:
             raise TypeError(f"emit_with_ack() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         server = self._srv()
-        loop = server.loop
-        if loop is None:
+        if server.loop is None:
             return []
+        data = as_data(args)
+        result: list[Any] = self._block_on("emit_with_ack", lambda: server.emit_with_ack(
+            event, data, to=to, skip_sid=skip_sid, namespace=namespace, timeout=timeout
+        ))
+        return result
+
+    def _block_on(self, method: str, make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Run the coroutine ``make()`` on the server's loop and wait for its result: the blocking
+        methods, from any thread but the loop's own."""
+        loop = self._srv().loop
+        assert loop is not None
         if _running_loop() is loop:
             raise RuntimeError(
-                "emit_with_ack() blocks: in a coroutine on the server's loop, await socketio.server.emit_with_ack()"
+                f"{method}() blocks: in a coroutine on the server's loop, await socketio.server.{method}()"
             )
-        values = emit_args(args)
-        data: Any = values[0] if len(values) == 1 else (tuple(values) if values else None)
-        future = asyncio.run_coroutine_threadsafe(
-            server.emit_with_ack(event, data, to=to, skip_sid=skip_sid, namespace=namespace, timeout=timeout), loop
-        )
-        result: list[Any] = future.result()
-        return result
+        return asyncio.run_coroutine_threadsafe(make(), loop).result()
 
     # -- rooms and clients ------------------------------------------------------------------------
 
